@@ -1,0 +1,3 @@
+from crailpy.cli import main
+
+main(prog_name="crailpy")

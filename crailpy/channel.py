@@ -1,0 +1,137 @@
+"""A client connection with many requests in flight, matched by request id.
+
+`submit` sends a request and returns a `Pending` at once; `Pending.result()`
+waits for the answer. There is no receiver thread: whichever caller waits
+takes the receive lock and reads responses, completing every pending request
+it meets, until its own is done. A lone request therefore costs one send and
+one receive on the caller's own thread, with no hand-off between threads.
+A READ's data is received straight into the buffer given with the request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+from typing import Any, Sequence
+
+from crailpy.errors import CrailError, ProtocolError, Timeout, Unreachable, error_for
+from crailpy.netio import Buffer, SocketReader, send_all
+from crailpy.protocol import frames, wire
+from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, Error
+
+
+class Pending:
+    """One request in flight."""
+
+    __slots__ = ("channel", "request_id", "response_cls", "into", "done", "value", "error")
+
+    def __init__(self, channel: "Channel", request_id: int, response_cls: type,
+                 into: memoryview | None) -> None:
+        self.channel = channel
+        self.request_id = request_id
+        self.response_cls = response_cls
+        self.into = into
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def result(self) -> Any:
+        """The response message (for a READ, the number of bytes received into the buffer)."""
+        if not self.done:
+            self.channel._wait(self)
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Channel:
+    def __init__(self, address: tuple[str, int], connect_timeout: float, io_timeout: float,
+                 peer: str = "server") -> None:
+        self.address = address
+        self.peer = peer
+        try:
+            self.sock = socket.create_connection(address, timeout=connect_timeout)
+        except socket.timeout:
+            raise Timeout(f"{peer} at {address[0]}:{address[1]} did not answer within "
+                          f"{connect_timeout} s") from None
+        except OSError as exc:
+            raise Unreachable(f"cannot reach {peer} at {address[0]}:{address[1]}: "
+                              f"{exc.strerror or exc}") from None
+        self.sock.settimeout(io_timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = SocketReader(self.sock)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Pending] = {}
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self.broken: BaseException | None = None
+
+    def submit(self, msg: Any, data: Sequence[Buffer] = (), into: memoryview | None = None) -> Pending:
+        """Send `msg` (followed by `data`); the answer is read when someone waits for it."""
+        if self.broken is not None:
+            raise self.broken
+        request_id = next(self._ids)
+        pending = Pending(self, request_id, OPERATIONS[OPCODES[type(msg)]][1], into)
+        head = frames.encode_request(msg, request_id, sum(len(d) for d in data))
+        self._pending[request_id] = pending
+        try:
+            with self._send_lock:
+                send_all(self.sock, [head, *data])
+        except OSError as exc:
+            self._break(exc)
+            raise self.broken from None
+        return pending
+
+    def call(self, msg: Any, data: Sequence[Buffer] = (), into: memoryview | None = None) -> Any:
+        return self.submit(msg, data, into).result()
+
+    def close(self) -> None:
+        self._break(Unreachable(f"connection to {self.peer} closed"))
+
+    def _wait(self, pending: Pending) -> None:
+        with self._recv_lock:
+            while not pending.done:
+                try:
+                    self._receive_one()
+                except CrailError as exc:  # framing is lost: fail everything on this connection
+                    self._break(exc)
+                except OSError as exc:
+                    self._break(exc)
+
+    def _receive_one(self) -> None:
+        header = frames.decode_header(self.reader.read_exact(frames.HEADER_SIZE))
+        pending = self._pending.pop(header.request_id, None)
+        if pending is None or not header.is_response:
+            raise ProtocolError(f"{self.peer} answered unknown request {header.request_id}")
+        cls = Error if header.status else pending.response_cls
+        size = frames.body_length(header, cls)
+        msg = wire.decode(cls, self.reader.read_exact(size))
+        data_length = header.length - size
+        if cls is Error:
+            pending.error = error_for(header.status, msg.message)
+        elif cls in CARRIES_DATA:
+            if pending.into is None or data_length > len(pending.into):
+                raise ProtocolError(f"{self.peer} sent {data_length} bytes for a smaller buffer")
+            self.reader.readinto(pending.into[:data_length])
+            pending.value = data_length
+        else:
+            pending.value = msg
+        pending.done = True
+
+    def _break(self, exc: BaseException) -> None:
+        """Fail every request in flight; the connection cannot be used again."""
+        if self.broken is None:
+            if isinstance(exc, socket.timeout):
+                exc = Timeout(f"{self.peer} at {self.address[0]}:{self.address[1]} did not answer")
+            elif not isinstance(exc, CrailError):
+                exc = Unreachable(f"lost the connection to {self.peer} at "
+                                  f"{self.address[0]}:{self.address[1]}: {exc}")
+            self.broken = exc
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        for pending in list(self._pending.values()):
+            pending.error, pending.done = self.broken, True
+        self._pending.clear()

@@ -1,0 +1,289 @@
+"""The Python API: `connect()` gives a `Store` with file, directory, multifile and table calls.
+
+A `Store` holds one namenode connection and one endpoint per datanode it has
+talked to; it is safe to share between threads. Paths are absolute, as in
+`/data/a.bin`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from crailpy import config as configuration
+from crailpy.channel import Channel
+from crailpy.errors import BlockLost, InvalidArgument, Unreachable, WrongType
+from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view
+from crailpy.netio import parse_address
+from crailpy.protocol import messages as m
+from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, NodeType
+from crailpy.transports.tcp import TcpEndpoint
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    path: str
+    type: str  # "directory", "file", "multifile" or "table"
+    size: int  # bytes; for directories and tables, the number of entries
+    storage_class: str
+    location_class: int
+    mtime_ns: int
+    id: int
+    block_size: int
+
+
+@dataclass(frozen=True)
+class ClassUsage:
+    name: str
+    capacity: int
+    used: int
+
+
+@dataclass(frozen=True)
+class DatanodeUsage:
+    id: int
+    address: str
+    storage_class: str
+    alive: bool
+    transports: str
+    capacity: int
+    used: int
+
+
+class Store:
+    def __init__(self, address: str | None = None, config: configuration.Config | None = None) -> None:
+        self.config = config or configuration.load()
+        self.address = address or self.config.namenode.address
+        self._host_port = parse_address(self.address)
+        self._lock = threading.Lock()
+        self._namenode: Channel | None = None
+        self._endpoints: dict[tuple[str, int], TcpEndpoint] = {}
+        self._class_names: list[str] | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._call(m.Ping())  # fail now, clearly, if the namenode is not there
+
+    # ---- connections ----
+
+    def _call(self, msg: Any) -> Any:
+        """One namenode RPC; a lost connection is opened again on the next call."""
+        return self._channel().call(msg)
+
+    def _channel(self) -> Channel:
+        with self._lock:
+            if self._namenode is None or self._namenode.broken is not None:
+                c = self.config.client
+                self._namenode = Channel(self._host_port, c.connect_timeout, c.io_timeout,
+                                         "namenode")
+            return self._namenode
+
+    def _endpoint(self, datanode: m.DatanodeInfo, path: str, index: int) -> TcpEndpoint:
+        if not datanode.alive:
+            raise BlockLost(f"{path}: block {index} lived on datanode {datanode.id} "
+                            f"({datanode.host}:{datanode.port}), which is dead; the data is lost")
+        key = (datanode.host, datanode.port)
+        with self._lock:
+            endpoint = self._endpoints.get(key)
+            if endpoint is None or endpoint.broken:
+                c = self.config.client
+                try:
+                    endpoint = TcpEndpoint(datanode.host, datanode.port, c.connect_timeout,
+                                           c.io_timeout)
+                except Unreachable as exc:
+                    raise Unreachable(f"{path}: block {index}: {exc}") from None
+                self._endpoints[key] = endpoint
+            return endpoint
+
+    def close(self) -> None:
+        with self._lock:
+            if self._namenode is not None:
+                self._namenode.close()
+            for endpoint in self._endpoints.values():
+                endpoint.close()
+            self._endpoints.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- namespace ----
+
+    def mkdir(self, path: str, parents: bool = False, exist_ok: bool = False,
+              storage_class: str | int | None = None, location_class: int | None = None) -> None:
+        flags = (PARENTS | EXIST_OK if parents else 0) | (EXIST_OK if exist_ok else 0)
+        self._create(path, NodeType.DIRECTORY, storage_class, location_class, flags)
+
+    def create_table(self, path: str, exist_ok: bool = False) -> None:
+        self._create(path, NodeType.TABLE, None, None, EXIST_OK if exist_ok else 0)
+
+    def create_multifile(self, path: str, storage_class: str | int | None = None,
+                         exist_ok: bool = False) -> None:
+        self._create(path, NodeType.MULTIFILE, storage_class, None, EXIST_OK if exist_ok else 0)
+
+    def create(self, path: str, storage_class: str | int | None = None,
+               location_class: int | None = None, overwrite: bool = False,
+               parents: bool = False) -> Writer:
+        """A writer for a new file; it becomes visible when the writer closes."""
+        flags = (OVERWRITE if overwrite else 0) | (PARENTS if parents else 0)
+        created = self._create(path, NodeType.FILE, storage_class, location_class, flags)
+        return Writer(self, path, created)
+
+    def append_part(self, path: str, location_class: int | None = None) -> Writer:
+        """A writer for one more part of the multifile at `path`; many may write at once."""
+        created = self._call(m.CreatePart(_class_or_any(location_class), path))
+        return Writer(self, f"{path} (part)", created)
+
+    def open(self, path: str) -> Reader:
+        located = self._call(m.Lookup(self.config.client.lookup_blocks, path))
+        if located.info.type != NodeType.FILE:
+            kind = NodeType(located.info.type).name.lower()
+            hint = " (open_multifile reads it)" if kind == "multifile" else ""
+            raise WrongType(f"{path} is a {kind}, not a file{hint}")
+        return Reader(self, path, located.info, located.datanodes, located.blocks)
+
+    def open_multifile(self, path: str) -> MultifileReader:
+        located = self._call(m.Lookup(0, path))
+        if located.info.type != NodeType.MULTIFILE:
+            raise WrongType(f"{path} is not a multifile")
+        return MultifileReader(self, path, located.parts, located.info.block_size)
+
+    def stat(self, path: str) -> FileStatus:
+        return self._status(path, self._call(m.Lookup(0, path)).info)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.stat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def list(self, path: str) -> list[FileStatus]:
+        """The entries of a directory or table, sorted by name."""
+        out, start = [], 0
+        base = path.rstrip("/")
+        while True:
+            listing = self._call(m.ListDir(start, 1000, path))
+            out.extend(self._status(f"{base}/{e.name}", e.info) for e in listing.entries)
+            start += len(listing.entries)
+            if not listing.more:
+                return sorted(out, key=lambda s: s.path)
+
+    def walk(self, path: str) -> Iterator[FileStatus]:
+        """Every node below `path` (depth first), not `path` itself."""
+        for status in self.list(path):
+            yield status
+            if status.type in ("directory", "table"):
+                yield from self.walk(status.path)
+
+    def delete(self, path: str, recursive: bool = False) -> None:
+        self._call(m.Delete(int(recursive), path))
+
+    def rename(self, src: str, dst: str) -> None:
+        self._call(m.Rename(src, dst))
+
+    # ---- small objects ----
+
+    def put(self, path: str, value: Any) -> None:
+        """Store `value` at `path` (a key in a table, or a file); the last put wins."""
+        with self.create(path, overwrite=True) as f:
+            f.write(value)
+
+    def get(self, path: str) -> bytes:
+        with self.open(path) as f:
+            return f.read()
+
+    # ---- futures ----
+
+    def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future:
+        """Run `fn(store, *args)` on the store's thread pool, e.g. `store.submit(Store.get, p)`.
+
+        Each call keeps its own block transfers in flight, so several calls at
+        once keep transfers going to many datanodes.
+        """
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.config.client.inflight, thread_name_prefix="crailpy")
+        return self._executor.submit(fn, self, *args)
+
+    def put_async(self, path: str, value: Any) -> concurrent.futures.Future:
+        return self.submit(Store.put, path, value)
+
+    def get_async(self, path: str) -> concurrent.futures.Future:
+        return self.submit(Store.get, path)
+
+    # ---- cluster ----
+
+    def usage(self) -> tuple[list[ClassUsage], list[DatanodeUsage]]:
+        """Capacity and use per storage class and per datanode (what `crailpy fs df` shows)."""
+        reply = self._call(m.StatFs())
+        names = [c.name for c in reply.classes]
+        classes = [ClassUsage(c.name, c.capacity, c.used) for c in reply.classes]
+        nodes = [DatanodeUsage(d.info.id, f"{d.info.host}:{d.info.port}",
+                               names[d.info.storage_class], bool(d.info.alive),
+                               _transports(d.info.transports), d.capacity, d.used)
+                 for d in reply.datanodes]
+        return classes, nodes
+
+    # ---- helpers ----
+
+    def _create(self, path: str, node_type: NodeType, storage_class: str | int | None,
+                location_class: int | None, flags: int) -> m.Created:
+        cls = self._class_number(storage_class)
+        return self._call(m.Create(node_type, cls, _class_or_any(location_class), flags, path))
+
+    def _classes(self) -> list[str]:
+        if self._class_names is None:
+            self._class_names = [c.name for c in self._call(m.StatFs()).classes]
+        return self._class_names
+
+    def _class_number(self, storage_class: str | int | None) -> int:
+        if storage_class is None:
+            return ANY_CLASS
+        names = self._classes()
+        if isinstance(storage_class, str):
+            if storage_class not in names:
+                raise InvalidArgument(f"unknown storage class {storage_class!r} "
+                                      f"(classes: {', '.join(names)})")
+            return names.index(storage_class)
+        if not 0 <= storage_class < len(names):
+            raise InvalidArgument(f"storage class {storage_class} is not configured")
+        return storage_class
+
+    def _status(self, path: str, info: m.NodeInfo) -> FileStatus:
+        names = self._classes()
+        cls = names[info.storage_class] if info.storage_class < len(names) else str(info.storage_class)
+        return FileStatus(path, NodeType(info.type).name.lower(), info.size, cls,
+                          info.location_class, info.mtime_ns, info.id, info.block_size)
+
+    def block_locations(self, path: str) -> list[tuple[int, str, str]]:
+        """(block index, datanode address, storage class) of every block of a file."""
+        reader = self.open(path)
+        names = self._classes()
+        count = -(-reader.size // reader.info.block_size)
+        out = []
+        for index in range(count):
+            datanode, _ = reader._location(index)
+            out.append((index, f"{datanode.host}:{datanode.port}", names[datanode.storage_class]))
+        return out
+
+
+def _class_or_any(value: int | None) -> int:
+    return ANY_CLASS if value is None else value
+
+
+def _transports(mask: int) -> str:
+    return ",".join(t.name.lower() for t in m.Transport if mask & t)
+
+
+def connect(address: str | None = None, config: configuration.Config | None = None) -> Store:
+    """A store connected to the namenode at `address` (default: the configured one)."""
+    return Store(address, config)
+
+
+__all__ = ["connect", "Store", "FileStatus", "as_bytes_view"]

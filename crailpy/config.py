@@ -1,0 +1,125 @@
+"""Configuration: built-in defaults, then the TOML file named by CRAILPY_CONF, then flags.
+
+conf/crailpy.toml documents every key with its default; a unit test keeps that
+file and the dataclasses below in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crailpy.errors import InvalidArgument
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20,
+          "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+          "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
+
+
+def parse_size(value: int | str) -> int:
+    """4096, '64KiB', '1 MiB', '2g' -> bytes (binary units)."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", value)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise InvalidArgument(f"not a size: {value!r} (try 4096, 64KiB or 1GiB)")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+@dataclass
+class NamenodeConfig:
+    address: str = "127.0.0.1:9060"
+    block_size: int = 1 << 20
+    storage_classes: list[str] = field(default_factory=lambda: ["dram", "flash"])
+    heartbeat_interval: float = 1.0
+    dead_after: float = 5.0
+
+
+@dataclass
+class DatanodeConfig:
+    tier: str = "dram"
+    address: str = "127.0.0.1:0"
+    capacity: int = 256 << 20
+    location_class: int = 0
+    path: str = ""
+
+
+@dataclass
+class ClientConfig:
+    alloc_ahead: int = 8
+    inflight: int = 16
+    lookup_blocks: int = 64
+    buffer_size: int = 64 << 10
+    connect_timeout: float = 3.0
+    io_timeout: float = 30.0
+
+
+@dataclass
+class ClusterConfig:
+    state_dir: str = "~/.crailpy/cluster"
+    dram_datanodes: int = 2
+    flash_datanodes: int = 1
+    dram_capacity: int = 256 << 20
+    flash_capacity: int = 1 << 30
+
+
+@dataclass
+class Config:
+    namenode: NamenodeConfig = field(default_factory=NamenodeConfig)
+    datanode: DatanodeConfig = field(default_factory=DatanodeConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+    def override(self, section: str, **values: Any) -> "Config":
+        """A copy with the given keys of `section` replaced; None values are ignored."""
+        current = getattr(self, section)
+        changed = {k: _coerce(current, k, v) for k, v in values.items() if v is not None}
+        return dataclasses.replace(self, **{section: dataclasses.replace(current, **changed)})
+
+
+def _coerce(section: Any, key: str, value: Any) -> Any:
+    default = getattr(section, key)
+    if isinstance(default, bool) or isinstance(default, list):
+        return value
+    if isinstance(default, int):
+        return parse_size(value) if isinstance(value, str) else int(value)
+    if isinstance(default, float):
+        return float(value)
+    return value
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Defaults, overridden by the file at `path` or else by the one CRAILPY_CONF names."""
+    config = Config()
+    path = path or os.environ.get("CRAILPY_CONF")
+    if not path:
+        return config
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read configuration {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"configuration {path} is not valid TOML: {exc}") from None
+    for section, values in data.items():
+        if not hasattr(config, section) or not isinstance(values, dict):
+            raise InvalidArgument(f"configuration {path}: unknown section [{section}]")
+        known = {f.name for f in dataclasses.fields(getattr(config, section))}
+        unknown = set(values) - known
+        if unknown:
+            raise InvalidArgument(f"configuration {path}: unknown key(s) in [{section}]: "
+                                  f"{', '.join(sorted(unknown))}")
+        try:
+            config = config.override(section, **values)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"configuration {path} [{section}]: {exc}") from None
+    return config
+
+
+def state_dir(config: Config) -> Path:
+    return Path(os.path.expanduser(config.cluster.state_dir))

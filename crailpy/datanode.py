@@ -1,0 +1,146 @@
+"""The datanode daemon: serves a block store over TCP and keeps the namenode informed.
+
+The store is the tier: `MemoryStore` for DRAM, `FileStore` for the file-backed
+flash tier. The datanode knows nothing of files or blocks; it serves byte
+ranges of its region to whoever names its current id, and refuses others, so a
+client holding locations from before a restart gets an error, not other bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Protocol
+
+from crailpy.channel import Channel
+from crailpy.config import Config, state_dir
+from crailpy.datanode_nvmf.filestore import FileStore
+from crailpy.datanode_rdma.memory import MemoryStore
+from crailpy.errors import CrailError, InvalidArgument, OutOfRange, Stale, UnknownOperation
+from crailpy.netio import SocketReader, parse_address
+from crailpy.protocol import frames
+from crailpy.protocol import messages as m
+from crailpy.serving import Connection, Server
+
+log = logging.getLogger(__name__)
+
+# tier name -> storage class name it serves
+TIERS = {"dram": "dram", "file": "flash"}
+
+
+class BlockStore(Protocol):
+    capacity: int
+
+    def send(self, conn: Connection, header: frames.Header, offset: int, length: int) -> None: ...
+    def receive(self, reader: SocketReader, offset: int, length: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class DatanodeHandler:
+    def __init__(self, datanode: "Datanode") -> None:
+        self.datanode = datanode
+
+    def handle(self, conn: Connection, header: frames.Header, msg: Any, data_length: int) -> None:
+        if isinstance(msg, m.Write):
+            error = self._check(msg.datanode, msg.offset, data_length)
+            if error:
+                conn.reader.skip(data_length)
+                raise error
+            self.datanode.store.receive(conn.reader, msg.offset, data_length)
+            conn.reply(header, m.Empty())
+        elif isinstance(msg, m.Read):
+            error = self._check(msg.datanode, msg.offset, msg.length)
+            if error:
+                raise error
+            self.datanode.store.send(conn, header, msg.offset, msg.length)
+        elif isinstance(msg, m.Ping):
+            conn.reply(header, m.Pong(frames.VERSION, 1))
+        else:
+            conn.reader.skip(data_length)
+            raise UnknownOperation(f"a datanode does not serve opcode {header.opcode}")
+
+    def _check(self, datanode: int, offset: int, length: int) -> CrailError | None:
+        if datanode != self.datanode.id:
+            return Stale(f"this datanode is now {self.datanode.id}, not {datanode}: "
+                         "the data addressed was lost in a restart")
+        if length > frames.MAX_DATA or offset + length > self.datanode.store.capacity:
+            return OutOfRange(f"{length} bytes at {offset} are outside this datanode's "
+                              f"{self.datanode.store.capacity} bytes")
+        return None
+
+    def disconnected(self, conn: Connection) -> None:
+        pass
+
+
+class Datanode:
+    def __init__(self, config: Config) -> None:
+        dn = config.datanode
+        if dn.tier not in TIERS:
+            raise InvalidArgument(f"unknown tier {dn.tier!r} (choose from {', '.join(TIERS)})")
+        classes = config.namenode.storage_classes
+        if TIERS[dn.tier] not in classes:
+            raise InvalidArgument(f"tier {dn.tier} serves class {TIERS[dn.tier]!r}, "
+                                  f"which is not among {classes}")
+        self.config = config
+        self.storage_class = classes.index(TIERS[dn.tier])
+        host, port = parse_address(dn.address)
+        self.server = Server(host, port, DatanodeHandler(self), f"datanode-{dn.tier}")
+        self.store: BlockStore = self._make_store(config)
+        self.id = 0
+        self._stopped = threading.Event()
+        self._namenode: Channel | None = None
+
+    def _make_store(self, config: Config) -> BlockStore:
+        dn = config.datanode
+        if dn.tier == "dram":
+            return MemoryStore(dn.capacity)
+        path = dn.path or str(state_dir(config) / f"flash-{self.server.port}.img")
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return FileStore(path, dn.capacity)
+
+    def start(self) -> "Datanode":
+        self.server.start()
+        self._register()
+        threading.Thread(target=self._heartbeat, name="datanode-heartbeat", daemon=True).start()
+        return self
+
+    def _register(self) -> None:
+        cfg = self.config
+        if self._namenode is None or self._namenode.broken:
+            self._namenode = Channel(parse_address(cfg.namenode.address),
+                                     cfg.client.connect_timeout, cfg.client.io_timeout, "namenode")
+        host = self.server.host
+        if host in ("0.0.0.0", "::"):
+            host = self._namenode.sock.getsockname()[0]
+        reply = self._namenode.call(m.Register(self.storage_class, cfg.datanode.location_class,
+                                               m.Transport.TCP, self.server.port,
+                                               self.store.capacity, host))
+        self.id = reply.datanode
+        self.heartbeat_interval = reply.heartbeat_ms / 1000
+        log.info("datanode %d (%s, %d bytes) serving on %s:%d", self.id, cfg.datanode.tier,
+                 self.store.capacity, host, self.server.port)
+
+    def _heartbeat(self) -> None:
+        while not self._stopped.wait(self.heartbeat_interval):
+            try:
+                self._namenode.call(m.Heartbeat(self.id))
+            except Stale:
+                log.warning("the namenode forgot datanode %d; registering again", self.id)
+                self._reregister()
+            except CrailError as exc:
+                log.warning("heartbeat failed: %s; registering again", exc)
+                self._reregister()
+
+    def _reregister(self) -> None:
+        try:
+            self._register()
+        except CrailError as exc:
+            log.warning("cannot register: %s", exc)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.server.stop()
+        if self._namenode is not None:
+            self._namenode.close()
+        self.store.close()

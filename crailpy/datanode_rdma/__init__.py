@@ -1,0 +1,1 @@
+"""The DRAM datanode: a memory pool served over TCP (and, later, one-sided RDMA)."""

@@ -1,0 +1,306 @@
+"""File objects: a writer that streams blocks to datanodes, readers that fetch them back.
+
+Both move bytes between the caller's buffer and the datanodes without copying
+large payloads: a write is cut at block boundaries into memoryview slices, a
+read lands in slices of the caller's buffer. Several block transfers stay in
+flight at once (`client.inflight`), across datanodes.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+from typing import TYPE_CHECKING, Any, Iterator
+
+from crailpy.errors import BlockLost, InvalidArgument, Stale
+from crailpy.protocol import messages as m
+
+if TYPE_CHECKING:
+    from crailpy.client import Store
+
+
+def as_bytes_view(buf: Any) -> memoryview:
+    """A flat byte view of any buffer (bytes, bytearray, memoryview, numpy array)."""
+    view = memoryview(buf)
+    if view.format != "B" or view.ndim != 1:
+        if not view.c_contiguous:
+            raise InvalidArgument("buffer must be contiguous")
+        view = view.cast("B")
+    return view
+
+
+class _Window:
+    """Transfers in flight, at most `limit`; waiting on the oldest makes room."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pending: collections.deque = collections.deque()
+
+    def add(self, transfer: Any, check: Any = None) -> None:
+        self._pending.append((transfer, check))
+        while len(self._pending) > self.limit:
+            self._finish_one()
+
+    def drain(self) -> None:
+        while self._pending:
+            self._finish_one()
+
+    def _finish_one(self) -> None:
+        transfer, check = self._pending.popleft()
+        try:
+            value = transfer.result()
+        except Stale as exc:
+            self._pending.clear()
+            raise BlockLost(str(exc)) from None
+        except BaseException:
+            self._pending.clear()
+            raise
+        if check is not None:
+            check(value)
+
+
+class Writer(io.BufferedIOBase):
+    """Writes a new file; nothing is visible to readers until `close()` commits it.
+
+    Leaving a `with` block on an exception aborts instead: the file never appears.
+    """
+
+    def __init__(self, store: "Store", path: str, created: m.Created) -> None:
+        self._store = store
+        self.path = path
+        self._info = created.info
+        self._token = created.token
+        self._bs = created.info.block_size
+        self._blocks: list[tuple[m.DatanodeInfo, m.Block]] = []
+        self._pos = 0
+        self._buf = bytearray()
+        self._window = _Window(store.config.client.inflight)
+        self._done = False
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos + len(self._buf)
+
+    def write(self, data: Any) -> int:
+        if self._done:
+            raise ValueError("write to a closed file")
+        view = as_bytes_view(data)
+        limit = self._store.config.client.buffer_size
+        if len(self._buf) + len(view) <= limit:
+            self._buf += view  # small writes are gathered; large ones go out as they are
+            return len(view)
+        self._flush_buffer()
+        self._send(view)
+        return len(view)
+
+    def flush(self) -> None:
+        """Send what is buffered and wait until every datanode has it."""
+        if not self._done:
+            self._flush_buffer()
+            self._window.drain()
+
+    def close(self) -> None:
+        if self._done:
+            return
+        try:
+            self.flush()
+            info = self._store._call(m.Commit(self._info.id, self._token, self._pos))
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        self._info = info
+        super().close()
+
+    def abort(self) -> None:
+        """Give the file up: its blocks are freed and it never becomes visible."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._store._call(m.Abort(self._info.id, self._token))
+        except Exception:
+            pass  # the namenode drops our session's files anyway when we disconnect
+        super().close()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    def _flush_buffer(self) -> None:
+        if self._buf:
+            buf, self._buf = self._buf, bytearray()
+            self._send(memoryview(buf))
+
+    def _send(self, view: memoryview) -> None:
+        done = 0
+        while done < len(view):
+            index, offset = divmod(self._pos, self._bs)
+            if index >= len(self._blocks):
+                self._allocate(index, len(view) - done)
+            datanode, block = self._blocks[index]
+            chunk = view[done : done + min(self._bs - offset, len(view) - done)]
+            endpoint = self._store._endpoint(datanode, self.path, index)
+            self._window.add(endpoint.write(block, offset, chunk))
+            done += len(chunk)
+            self._pos += len(chunk)
+
+    def _allocate(self, index: int, remaining: int) -> None:
+        """Ask for the blocks this write needs, and a few more ahead of need."""
+        want = max(self._store.config.client.alloc_ahead, -(-remaining // self._bs))
+        reply = self._store._call(m.AllocBlocks(self._info.id, self._token, min(want, 4096)))
+        nodes = {d.id: d for d in reply.datanodes}
+        self._blocks.extend((nodes[b.datanode], b) for b in reply.blocks)
+
+
+class Reader(io.BufferedIOBase):
+    """Reads one committed file (or multifile part): read, readinto, seek, tell."""
+
+    def __init__(self, store: "Store", path: str, info: m.NodeInfo,
+                 datanodes: tuple = (), blocks: tuple = ()) -> None:
+        self._store = store
+        self.path = path
+        self.info = info
+        self.size = info.size
+        self._bs = info.block_size
+        self._pos = 0
+        self._locations: dict[int, tuple[m.DatanodeInfo, m.Block]] = {}
+        self._remember(0, datanodes, blocks)
+        self._ahead = bytearray()  # read-ahead for small reads
+        self._ahead_at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise InvalidArgument(f"cannot seek to {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = max(self.size - self._pos, 0)
+        n = remaining if size is None or size < 0 else min(size, remaining)
+        out = bytearray(n)
+        self.readinto(out)
+        return bytes(out)
+
+    read1 = read
+
+    def readinto(self, buf: Any) -> int:
+        view = as_bytes_view(buf)
+        n = min(len(view), max(self.size - self._pos, 0))
+        if n == 0:
+            return 0
+        if n < self._store.config.client.buffer_size:
+            self._small_read(view[:n])
+        else:
+            self.pread(view[:n], self._pos)
+        self._pos += n
+        return n
+
+    def _small_read(self, dest: memoryview) -> None:
+        start = self._pos - self._ahead_at
+        if not (0 <= start and start + len(dest) <= len(self._ahead)):
+            length = min(self._store.config.client.buffer_size, self.size - self._pos)
+            self._ahead = bytearray(length)
+            self._ahead_at = self._pos
+            self.pread(memoryview(self._ahead), self._pos)
+            start = 0
+        dest[:] = memoryview(self._ahead)[start : start + len(dest)]
+
+    def pread(self, dest: memoryview, position: int) -> None:
+        """Fill `dest` from `position`, every block transfer in flight at once (up to the window)."""
+        window = _Window(self._store.config.client.inflight)
+        done = 0
+        while done < len(dest):
+            index, offset = divmod(position + done, self._bs)
+            datanode, block = self._location(index)
+            chunk = dest[done : done + min(self._bs - offset, len(dest) - done)]
+            endpoint = self._store._endpoint(datanode, self.path, index)
+            window.add(endpoint.read(block, offset, chunk), _expect(len(chunk), self.path))
+            done += len(chunk)
+        window.drain()
+
+    def _location(self, index: int) -> tuple[m.DatanodeInfo, m.Block]:
+        location = self._locations.get(index)
+        if location is None:
+            count = self._store.config.client.lookup_blocks
+            reply = self._store._call(m.GetBlocks(self.info.id, index, count))
+            self._remember(reply.first, reply.datanodes, reply.blocks)
+            location = self._locations.get(index)
+            if location is None:
+                raise BlockLost(f"{self.path}: block {index} is not known to the namenode")
+        return location
+
+    def _remember(self, first: int, datanodes: tuple, blocks: tuple) -> None:
+        nodes = {d.id: d for d in datanodes}
+        for i, block in enumerate(blocks):
+            self._locations[first + i] = (nodes[block.datanode], block)
+
+
+def _expect(length: int, path: str) -> Any:
+    def check(received: int) -> None:
+        if received != length:
+            raise BlockLost(f"{path}: a datanode returned {received} bytes for {length}")
+    return check
+
+
+class MultifileReader(io.BufferedIOBase):
+    """Streams every part of a multifile that was committed when it was opened, in commit order."""
+
+    def __init__(self, store: "Store", path: str, parts: tuple[m.Part, ...], block_size: int) -> None:
+        self._store = store
+        self.path = path
+        self.parts = parts
+        self._block_size = block_size
+        self.size = sum(p.size for p in parts)
+        self._index = 0
+        self._current: Reader | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def part_readers(self) -> Iterator[Reader]:
+        """One reader per part, for callers that want the part boundaries."""
+        for i, part in enumerate(self.parts):
+            yield self._part_reader(i, part)
+
+    def _part_reader(self, i: int, part: m.Part) -> Reader:
+        info = m.NodeInfo(part.id, m.NodeType.FILE, 0, 0, 1, self._block_size, part.size, 0)
+        return Reader(self._store, f"{self.path} (part {i})", info)
+
+    def readinto(self, buf: Any) -> int:
+        view = as_bytes_view(buf)
+        total = 0
+        while total < len(view) and self._index < len(self.parts):
+            if self._current is None:
+                self._current = self._part_reader(self._index, self.parts[self._index])
+            got = self._current.readinto(view[total:])
+            total += got
+            if got == 0 or self._current.tell() >= self._current.size:
+                self._index += 1
+                self._current = None
+        return total
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            out = bytearray(self.size)
+            n = self.readinto(out)
+            return bytes(out[:n])
+        out = bytearray(size)
+        n = self.readinto(out)
+        return bytes(out[:n])
+
+    read1 = read

@@ -1,0 +1,1 @@
+"""The namenode: namespace, block allocation and the datanode registry. It never touches file data."""

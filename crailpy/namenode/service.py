@@ -1,0 +1,309 @@
+"""The namenode's logic: typed requests in, typed responses out, no transport.
+
+The server binding (`namenode/server.py`) calls one method per opcode while
+holding `self.lock`. A *session* is an opaque number the binding gives each
+client connection: files opened for writing belong to their session, and
+`end_session` aborts them, so a writer that dies leaves no half-visible file
+and no leaked blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from crailpy.errors import (
+    Busy, DirectoryNotEmpty, Exists, InvalidArgument, NotADirectory, NotFound, Stale, WrongType,
+)
+from crailpy.namenode.blocks import BlockAllocator, unpack
+from crailpy.namenode.namespace import CONTAINERS, Node, split_path, subtree, walk
+from crailpy.protocol import messages as m
+from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, NodeType
+
+MAX_BLOCKS_PER_REPLY = 4096
+MAX_ENTRIES_PER_REPLY = 1000
+
+
+@dataclass
+class OpenFile:
+    """A file (or multifile part) being written: not in the tree until committed."""
+
+    node: Node
+    token: int
+    session: int
+    overwrite: bool
+
+
+class NamenodeService:
+    def __init__(self, block_size: int, class_names: list[str], dead_after: float,
+                 heartbeat_interval: float) -> None:
+        self.lock = threading.Lock()
+        self.block_size = block_size
+        self.dead_after = dead_after
+        self.heartbeat_interval = heartbeat_interval
+        self.alloc = BlockAllocator(block_size, class_names)
+        self._ids = itertools.count(1)
+        self.root = Node(next(self._ids), "", None, NodeType.DIRECTORY, 0, ANY_CLASS)
+        self.nodes: dict[int, Node] = {self.root.id: self.root}
+        self.open_files: dict[int, OpenFile] = {}
+        self.reserved: dict[tuple[int, str], int] = {}  # (dir id, name) -> id of its writer
+
+    # ---- namespace ----
+
+    def ping(self, req: m.Ping, session: int) -> m.Pong:
+        return m.Pong(1, 0)
+
+    def create(self, req: m.Create, session: int) -> m.Created:
+        try:
+            node_type = NodeType(req.type)
+        except ValueError:
+            raise InvalidArgument(f"unknown node type {req.type}") from None
+        names = split_path(req.path)
+        if not names:
+            if node_type == NodeType.DIRECTORY and req.flags & EXIST_OK:
+                return m.Created(self.root.info(self.block_size), 0)
+            raise Exists("/ exists")
+        parent = self._parent_for_create(names, req.path, bool(req.flags & PARENTS))
+        name = names[-1]
+        if parent.type == NodeType.TABLE and node_type != NodeType.FILE:
+            raise WrongType(f"a table holds keys (files) only: {req.path}")
+        existing = parent.children.get(name)
+        in_table = parent.type == NodeType.TABLE
+        overwrite = bool(req.flags & OVERWRITE) or in_table
+        if existing is not None:
+            if node_type in (NodeType.DIRECTORY, NodeType.TABLE, NodeType.MULTIFILE) \
+                    and req.flags & EXIST_OK and existing.type == node_type:
+                return m.Created(existing.info(self.block_size), 0)
+            if not (node_type == NodeType.FILE and overwrite and existing.type == NodeType.FILE):
+                raise Exists(f"{req.path} exists")
+        if not in_table and (parent.id, name) in self.reserved:
+            raise Busy(f"{req.path} is being written by another writer")
+        node = self._new_node(name, parent, node_type, req.storage_class, req.location_class)
+        if node_type != NodeType.FILE:
+            parent.children[name] = node
+            parent.mtime_ns = node.mtime_ns
+            return m.Created(node.info(self.block_size), 0)
+        if not in_table:
+            self.reserved[(parent.id, name)] = node.id
+        return self._open(node, session, overwrite)
+
+    def create_part(self, req: m.CreatePart, session: int) -> m.Created:
+        multifile = self._resolve(req.path)
+        if multifile.type != NodeType.MULTIFILE:
+            raise WrongType(f"{req.path} is not a multifile")
+        part = self._new_node("", multifile, NodeType.FILE, ANY_CLASS, req.location_class)
+        return self._open(part, session, overwrite=False)
+
+    def lookup(self, req: m.Lookup, session: int) -> m.Located:
+        node = self._resolve(req.path)
+        info = node.info(self.block_size)
+        if node.type == NodeType.FILE:
+            count = min(req.max_blocks, MAX_BLOCKS_PER_REPLY)
+            datanodes, blocks = self._locate(node.blocks[:count])
+            return m.Located(info, datanodes, blocks, ())
+        if node.type == NodeType.MULTIFILE:
+            return m.Located(info, (), (), tuple(m.Part(p.id, p.size) for p in node.parts))
+        return m.Located(info, (), (), ())
+
+    def get_blocks(self, req: m.GetBlocks, session: int) -> m.Blocks:
+        node = self.nodes.get(req.node)
+        if node is None or node.type != NodeType.FILE or req.node in self.open_files:
+            raise NotFound(f"no committed file with id {req.node}")
+        count = min(req.count, MAX_BLOCKS_PER_REPLY)
+        datanodes, blocks = self._locate(node.blocks[req.first : req.first + count])
+        return m.Blocks(req.first, datanodes, blocks)
+
+    def alloc_blocks(self, req: m.AllocBlocks, session: int) -> m.Blocks:
+        open_file = self._writer(req.node, req.token)
+        if not 0 < req.count <= MAX_BLOCKS_PER_REPLY:
+            raise InvalidArgument(f"can allocate 1 to {MAX_BLOCKS_PER_REPLY} blocks at once")
+        node = open_file.node
+        new = self.alloc.allocate(node.storage_class, node.location_class, req.count)
+        first = len(node.blocks)
+        node.blocks.extend(new)
+        datanodes, blocks = self._locate(new)
+        return m.Blocks(first, datanodes, blocks)
+
+    def commit(self, req: m.Commit, session: int) -> m.NodeInfo:
+        open_file = self._writer(req.node, req.token)
+        node = open_file.node
+        needed = -(-req.size // self.block_size)
+        if needed > len(node.blocks):
+            raise InvalidArgument(f"size {req.size} needs {needed} blocks; "
+                                  f"only {len(node.blocks)} were allocated")
+        parent = node.parent
+        if self.nodes.get(parent.id) is not parent:
+            self._drop(open_file)
+            raise NotFound(f"the directory of {node.name or 'this part'} was deleted while it was written")
+        del self.open_files[node.id]
+        self.alloc.free(node.blocks[needed:])
+        del node.blocks[needed:]
+        node.size = req.size
+        node.mtime_ns = time.time_ns()
+        if parent.type == NodeType.MULTIFILE:
+            parent.parts.append(node)
+        else:
+            self.reserved.pop((parent.id, node.name), None)
+            old = parent.children.get(node.name)
+            if old is not None:
+                self._remove(old)
+            parent.children[node.name] = node
+        parent.mtime_ns = node.mtime_ns
+        return node.info(self.block_size)
+
+    def abort(self, req: m.Abort, session: int) -> m.Empty:
+        self._drop(self._writer(req.node, req.token))
+        return m.Empty()
+
+    def list_dir(self, req: m.ListDir, session: int) -> m.Listing:
+        node = self._resolve(req.path)
+        if node.children is None:
+            raise NotADirectory(f"{req.path} is a {NodeType(node.type).name.lower()}, "
+                                "not a directory")
+        count = min(req.max_entries, MAX_ENTRIES_PER_REPLY)
+        names = list(itertools.islice(node.children.items(), req.start, req.start + count))
+        entries = tuple(m.Entry(name, child.info(self.block_size)) for name, child in names)
+        more = req.start + len(entries) < len(node.children)
+        return m.Listing(int(more), entries)
+
+    def delete(self, req: m.Delete, session: int) -> m.Empty:
+        names = split_path(req.path)
+        if not names:
+            raise InvalidArgument("/ cannot be deleted")
+        node = walk(self.root, names, req.path)
+        if (node.children or node.parts) and not req.recursive:
+            raise DirectoryNotEmpty(f"{req.path} is not empty (delete it recursively)")
+        del node.parent.children[node.name]
+        node.parent.mtime_ns = time.time_ns()
+        self._remove(node)
+        return m.Empty()
+
+    def rename(self, req: m.Rename, session: int) -> m.Empty:
+        src_names, dst_names = split_path(req.src), split_path(req.dst)
+        if not src_names or not dst_names:
+            raise InvalidArgument("/ cannot be renamed")
+        node = walk(self.root, src_names, req.src)
+        if dst_names[: len(src_names)] == src_names:
+            raise InvalidArgument(f"cannot move {req.src} into itself")
+        parent = self._container(dst_names[:-1], req.dst)
+        name = dst_names[-1]
+        if parent.type == NodeType.TABLE and node.type != NodeType.FILE:
+            raise WrongType(f"a table holds keys (files) only: {req.dst}")
+        if name in parent.children:
+            raise Exists(f"{req.dst} exists")
+        if (parent.id, name) in self.reserved:
+            raise Busy(f"{req.dst} is being written by another writer")
+        del node.parent.children[node.name]
+        node.name, node.parent = name, parent
+        parent.children[name] = node
+        parent.mtime_ns = time.time_ns()
+        return m.Empty()
+
+    # ---- datanodes ----
+
+    def statfs(self, req: m.StatFs, session: int) -> m.FsUsage:
+        classes, datanodes = self.alloc.usage()
+        return m.FsUsage(self.block_size, tuple(classes), tuple(datanodes))
+
+    def register(self, req: m.Register, session: int) -> m.Registered:
+        if req.storage_class >= len(self.alloc.class_names):
+            raise InvalidArgument(f"storage class {req.storage_class} is not configured "
+                                  f"(classes: {', '.join(self.alloc.class_names)})")
+        if req.capacity < self.block_size:
+            raise InvalidArgument(f"capacity {req.capacity} is below one block ({self.block_size})")
+        node = self.alloc.register(req.host, req.port, req.storage_class, req.location_class,
+                                   req.transports, req.capacity, time.monotonic())
+        return m.Registered(node.id, int(self.heartbeat_interval * 1000))
+
+    def heartbeat(self, req: m.Heartbeat, session: int) -> m.Empty:
+        if not self.alloc.heartbeat(req.datanode, time.monotonic()):
+            raise Stale(f"datanode {req.datanode} is unknown or was declared dead; register again")
+        return m.Empty()
+
+    def expire_datanodes(self) -> list[int]:
+        """Declare silent datanodes dead; their blocks are lost to every file that had them."""
+        return [n.id for n in self.alloc.expire(time.monotonic(), self.dead_after)]
+
+    def end_session(self, session: int) -> None:
+        for open_file in [f for f in self.open_files.values() if f.session == session]:
+            self._drop(open_file)
+
+    # ---- helpers ----
+
+    def _new_node(self, name: str, parent: Node, node_type: NodeType, storage_class: int,
+                  location_class: int) -> Node:
+        if storage_class == ANY_CLASS:
+            storage_class = parent.storage_class
+        elif not 0 <= storage_class < len(self.alloc.class_names):
+            raise InvalidArgument(f"storage class {storage_class} is not configured "
+                                  f"(classes: {', '.join(self.alloc.class_names)})")
+        if location_class == ANY_CLASS:
+            location_class = parent.location_class
+        node = Node(next(self._ids), name, parent, node_type, storage_class, location_class)
+        self.nodes[node.id] = node
+        return node
+
+    def _open(self, node: Node, session: int, overwrite: bool) -> m.Created:
+        token = secrets.randbits(63) + 1
+        self.open_files[node.id] = OpenFile(node, token, session, overwrite)
+        return m.Created(node.info(self.block_size, committed=False), token)
+
+    def _resolve(self, path: str) -> Node:
+        return walk(self.root, split_path(path), path)
+
+    def _container(self, names: list[str], path: str) -> Node:
+        parent = walk(self.root, names, path)
+        if parent.type not in CONTAINERS:
+            raise WrongType(f"/{'/'.join(names)} is a {NodeType(parent.type).name.lower()}, "
+                            "not a directory or table")
+        return parent
+
+    def _parent_for_create(self, names: list[str], path: str, parents: bool) -> Node:
+        if not parents:
+            return self._container(names[:-1], path)
+        node = self.root
+        for i, name in enumerate(names[:-1]):
+            if node.type not in CONTAINERS:
+                raise WrongType(f"/{'/'.join(names[:i])} is not a directory")
+            child = node.children.get(name)
+            if child is None:
+                child = self._new_node(name, node, NodeType.DIRECTORY, ANY_CLASS, ANY_CLASS)
+                node.children[name] = child
+            node = child
+        if node.type not in CONTAINERS:
+            raise WrongType(f"/{'/'.join(names[:-1])} is not a directory")
+        return node
+
+    def _writer(self, node_id: int, token: int) -> OpenFile:
+        open_file = self.open_files.get(node_id)
+        if open_file is None:
+            raise NotFound(f"no file with id {node_id} is open for writing")
+        if open_file.token != token:
+            raise Busy(f"file {node_id} is held by another writer")
+        return open_file
+
+    def _drop(self, open_file: OpenFile) -> None:
+        node = open_file.node
+        del self.open_files[node.id]
+        if self.reserved.get((node.parent.id, node.name)) == node.id:
+            del self.reserved[(node.parent.id, node.name)]
+        self._remove(node)
+
+    def _remove(self, node: Node) -> None:
+        """Forget `node` and its subtree and free their blocks."""
+        for n in subtree(node):
+            self.nodes.pop(n.id, None)
+            if n.blocks:
+                self.alloc.free(n.blocks)
+
+    def _locate(self, packed: list[int]) -> tuple[tuple[m.DatanodeInfo, ...], tuple[m.Block, ...]]:
+        blocks, seen = [], {}
+        for block in packed:
+            datanode, number = unpack(block)
+            if datanode not in seen:
+                seen[datanode] = self.alloc.datanodes[datanode].info()
+            blocks.append(m.Block(datanode, number * self.block_size))
+        return tuple(seen.values()), tuple(blocks)

@@ -1,0 +1,101 @@
+"""Blocking socket helpers shared by clients and servers.
+
+`SocketReader` reads headers and bodies through one reusable buffer (few
+system calls for many small messages) and lets data go straight into the
+caller's buffer with `recv_into`. `send_all` sends a list of buffers with
+`sendmsg`, so header and payload leave without being joined into new bytes.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Sequence
+
+from crailpy.errors import Unreachable
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Closed(Unreachable):
+    """The peer closed the connection."""
+
+
+class SocketReader:
+    def __init__(self, sock: socket.socket, size: int = 256 * 1024) -> None:
+        self.sock = sock
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+
+    def buffered(self) -> int:
+        """Bytes received but not yet consumed."""
+        return self._end - self._start
+
+    def _fill(self, need: int) -> None:
+        if need > len(self._buf):  # a large body (callers check it against the limits first)
+            grown = bytearray(need)
+            grown[: self.buffered()] = self._view[self._start : self._end]
+            self._buf, self._view = grown, memoryview(grown)
+            self._start, self._end = 0, self._end - self._start
+        if self._start + need > len(self._buf):
+            pending = self._end - self._start
+            self._view[:pending] = self._view[self._start : self._end]
+            self._start, self._end = 0, pending
+        while self._end - self._start < need:
+            got = self.sock.recv_into(self._view[self._end :])
+            if not got:
+                raise Closed("connection closed by peer")
+            self._end += got
+
+    def read_exact(self, n: int) -> memoryview:
+        """The next `n` bytes, valid until the next call on this reader."""
+        self._fill(n)
+        out = self._view[self._start : self._start + n]
+        self._start += n
+        return out
+
+    def readinto(self, dest: memoryview) -> None:
+        """Fill `dest` entirely: buffered bytes first, then straight from the socket."""
+        take = min(self.buffered(), len(dest))
+        dest[:take] = self._view[self._start : self._start + take]
+        self._start += take
+        pos = take
+        while pos < len(dest):
+            got = self.sock.recv_into(dest[pos:])
+            if not got:
+                raise Closed("connection closed by peer")
+            pos += got
+
+    def skip(self, n: int) -> None:
+        """Consume and drop `n` bytes (the data of a request that was refused)."""
+        while n:
+            chunk = min(n, len(self._buf))
+            self.read_exact(chunk)
+            n -= chunk
+
+
+def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
+    """Send every byte of `buffers`, in order, without joining them."""
+    views = [memoryview(b).cast("B") for b in buffers if len(b)]
+    while views:
+        sent = sock.sendmsg(views[:512])
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if sent:
+            views[0] = views[0][sent:]
+
+
+def parse_address(address: str, default_port: int = 9060) -> tuple[str, int]:
+    """'host:port', 'host' or ':port' -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return address or "127.0.0.1", default_port
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"bad port in address {address!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} out of range in {address!r}")
+    return host.strip("[]") or "127.0.0.1", number

@@ -1,0 +1,1 @@
+"""The crailpy wire protocol: message types, their codec and framing. No I/O here."""

@@ -1,0 +1,176 @@
+"""A threaded server loop shared by the namenode and the datanodes.
+
+One thread accepts; each connection gets a thread that reads one frame at a
+time, hands it to the role's handler and batches replies until the input runs
+dry, so a client that pipelines many requests gets its answers in few sends.
+Threads (not asyncio) because data moves with blocking `recv_into` and
+`sendmsg` straight between sockets and buffers, and both release the GIL.
+
+A frame that cannot be understood is answered with an error; a header that
+cannot be trusted (bad magic, absurd length, other version) is answered once
+and the connection is closed. Either way the other connections go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+from typing import Any, Callable, Protocol, Sequence
+
+from crailpy.errors import CrailError, ProtocolError, Status
+from crailpy.netio import Buffer, Closed, SocketReader, send_all
+from crailpy.protocol import frames, wire
+
+log = logging.getLogger(__name__)
+
+
+class Connection:
+    """One client connection as a handler sees it: its reader and its reply queue."""
+
+    def __init__(self, sock: socket.socket, session: int) -> None:
+        self.sock = sock
+        self.session = session
+        self.reader = SocketReader(sock)
+        self._out: list[Buffer] = []
+
+    def reply(self, header: frames.Header, msg: Any) -> None:
+        self._out.append(frames.encode_response(header.opcode, header.request_id, msg))
+
+    def reply_error(self, header: frames.Header, status: int, message: str) -> None:
+        self._out.append(frames.encode_error(header.opcode, header.request_id, status, message))
+
+    def reply_data(self, header: frames.Header, msg: Any, data: Sequence[Buffer]) -> None:
+        """Reply with a body followed by `data`, sent from where it lies."""
+        self.reply_head(header, msg, sum(len(d) for d in data))
+        send_all(self.sock, data)
+
+    def reply_head(self, header: frames.Header, msg: Any, data_length: int) -> None:
+        """Send a reply's header and body now; the caller sends its `data_length` bytes next."""
+        self._out.append(frames.encode_response(header.opcode, header.request_id, msg, data_length))
+        self.flush()
+
+    def flush(self) -> None:
+        if self._out:
+            out, self._out = self._out, []
+            send_all(self.sock, out)
+
+
+class Handler(Protocol):
+    def handle(self, conn: Connection, header: frames.Header, msg: Any, data_length: int) -> None:
+        """Answer one request; the request's `data_length` bytes are still on `conn.reader`."""
+
+    def disconnected(self, conn: Connection) -> None:
+        """The connection is gone (to release what it held)."""
+
+
+class Server:
+    """Listens on `address` and serves each connection with `handler` in its own thread."""
+
+    def __init__(self, host: str, port: int, handler: Handler, name: str) -> None:
+        self.handler = handler
+        self.name = name
+        self.listener = socket.create_server((host, port), reuse_port=False, backlog=512)
+        self.host, self.port = self.listener.getsockname()[:2]
+        self._sessions = itertools.count(1)
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "Server":
+        self._thread = threading.Thread(target=self.serve_forever, name=f"{self.name}-accept",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                if self._stopped.is_set():
+                    return
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._conns.add(sock)
+            threading.Thread(target=self._serve, args=(sock,), daemon=True,
+                             name=f"{self.name}-conn").start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self._lock:
+            conns = list(self._conns)
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _serve(self, sock: socket.socket) -> None:
+        conn = Connection(sock, next(self._sessions))
+        try:
+            serve_connection(conn, self.handler.handle)
+        except (Closed, ConnectionError, TimeoutError):
+            pass
+        except OSError as exc:
+            log.debug("connection ended: %s", exc)
+        finally:
+            with self._lock:
+                self._conns.discard(sock)
+            sock.close()
+            self.handler.disconnected(conn)
+
+
+def serve_connection(conn: Connection,
+                     handle: Callable[[Connection, frames.Header, Any, int], None]) -> None:
+    """Read and answer frames until the peer leaves or breaks the framing."""
+    reader = conn.reader
+    while True:
+        raw = reader.read_exact(frames.HEADER_SIZE)
+        try:
+            header = frames.decode_header(raw)
+        except CrailError as exc:
+            # Nothing after a bad header can be trusted: answer once, then hang up.
+            conn.reply_error(frames.Header(*frames.HEADER.unpack(raw)[1:]), exc.status, str(exc))
+            conn.flush()
+            return
+        cls = frames.message_class(header)
+        if cls is None or header.is_response:
+            if header.length > frames.MAX_BODY + frames.MAX_DATA:
+                return
+            reader.skip(header.length)
+            conn.reply_error(header, Status.UNKNOWN_OP, f"unknown request opcode {header.opcode}")
+            continue
+        try:
+            size = frames.body_length(header, cls)
+        except ProtocolError as exc:
+            conn.reply_error(header, exc.status, str(exc))
+            conn.flush()
+            return
+        try:
+            msg = wire.decode(cls, reader.read_exact(size))
+        except ProtocolError as exc:
+            reader.skip(header.length - size)
+            conn.reply_error(header, exc.status, str(exc))
+            continue
+        try:
+            handle(conn, header, msg, header.length - size)
+        except CrailError as exc:
+            conn.reply_error(header, exc.status, str(exc))
+        except (Closed, ConnectionError, TimeoutError):
+            raise
+        except Exception as exc:  # a bug must cost one request, not the server
+            log.exception("internal error handling %s", cls.__name__)
+            conn.reply_error(header, Status.INTERNAL, f"internal error: {exc}")
+        if not reader.buffered():
+            conn.flush()

@@ -1,0 +1,30 @@
+"""Client transports: how block bytes move between a client and a datanode.
+
+Each transport gives an `Endpoint` per datanode with two asynchronous
+operations (Crail's `StorageEndpoint`, smaller): `write` a buffer to a block
+and `read` a block into a buffer. Both return a handle whose `result()` waits;
+the buffer is the caller's own, never copied. `tcp` works everywhere; `rdma`
+and `nvmf` come with their issues.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from crailpy.protocol.messages import Block
+
+
+class Transfer(Protocol):
+    def result(self) -> Any: ...
+
+
+class Endpoint(Protocol):
+    name: str
+
+    def write(self, block: Block, offset: int, data: memoryview) -> Transfer:
+        """Write `data` at `offset` within `block`; `data` may be reused when this returns."""
+
+    def read(self, block: Block, offset: int, dest: memoryview) -> Transfer:
+        """Read `len(dest)` bytes at `offset` within `block` into `dest`."""
+
+    def close(self) -> None: ...
