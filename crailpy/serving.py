@@ -134,43 +134,46 @@ class Server:
 def serve_connection(conn: Connection,
                      handle: Callable[[Connection, frames.Header, Any, int], None]) -> None:
     """Read and answer frames until the peer leaves or breaks the framing."""
+    while _serve_frame(conn, handle):
+        if not conn.reader.buffered():
+            conn.flush()  # answer in one send all that the peer pipelined
+    conn.flush()
+
+
+def _serve_frame(conn: Connection,
+                 handle: Callable[[Connection, frames.Header, Any, int], None]) -> bool:
+    """Answer one frame; False when the connection must close."""
     reader = conn.reader
-    while True:
-        raw = reader.read_exact(frames.HEADER_SIZE)
-        try:
-            header = frames.decode_header(raw)
-        except CrailError as exc:
-            # Nothing after a bad header can be trusted: answer once, then hang up.
-            conn.reply_error(frames.Header(*frames.HEADER.unpack(raw)[1:]), exc.status, str(exc))
-            conn.flush()
-            return
-        cls = frames.message_class(header)
-        if cls is None or header.is_response:
-            if header.length > frames.MAX_BODY + frames.MAX_DATA:
-                return
-            reader.skip(header.length)
-            conn.reply_error(header, Status.UNKNOWN_OP, f"unknown request opcode {header.opcode}")
-            continue
-        try:
-            size = frames.body_length(header, cls)
-        except ProtocolError as exc:
-            conn.reply_error(header, exc.status, str(exc))
-            conn.flush()
-            return
-        try:
-            msg = wire.decode(cls, reader.read_exact(size))
-        except ProtocolError as exc:
-            reader.skip(header.length - size)
-            conn.reply_error(header, exc.status, str(exc))
-            continue
-        try:
-            handle(conn, header, msg, header.length - size)
-        except CrailError as exc:
-            conn.reply_error(header, exc.status, str(exc))
-        except (Closed, ConnectionError, TimeoutError):
-            raise
-        except Exception as exc:  # a bug must cost one request, not the server
-            log.exception("internal error handling %s", cls.__name__)
-            conn.reply_error(header, Status.INTERNAL, f"internal error: {exc}")
-        if not reader.buffered():
-            conn.flush()
+    raw = reader.read_exact(frames.HEADER_SIZE)
+    try:
+        header = frames.decode_header(raw)
+    except CrailError as exc:
+        # Nothing after a bad header can be trusted: answer once, then hang up.
+        conn.reply_error(frames.Header(*frames.HEADER.unpack(raw)[1:]), exc.status, str(exc))
+        return False
+    cls = frames.message_class(header)
+    if cls is None or header.is_response:
+        reader.skip(header.length)
+        conn.reply_error(header, Status.UNKNOWN_OP, f"unknown request opcode {header.opcode}")
+        return True
+    try:
+        size = frames.body_length(header, cls)
+    except ProtocolError as exc:
+        conn.reply_error(header, exc.status, str(exc))
+        return False
+    try:
+        msg = wire.decode(cls, reader.read_exact(size))
+    except ProtocolError as exc:
+        reader.skip(header.length - size)
+        conn.reply_error(header, exc.status, str(exc))
+        return True
+    try:
+        handle(conn, header, msg, header.length - size)
+    except (ConnectionError, TimeoutError):
+        raise  # the peer is gone (a datanode's client may vanish mid-transfer)
+    except CrailError as exc:
+        conn.reply_error(header, exc.status, str(exc))
+    except Exception as exc:  # a bug must cost one request, not the server
+        log.exception("internal error handling %s", cls.__name__)
+        conn.reply_error(header, Status.INTERNAL, f"internal error: {exc}")
+    return True

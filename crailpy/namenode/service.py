@@ -256,9 +256,7 @@ class NamenodeService:
 
     def _container(self, names: list[str], path: str) -> Node:
         parent = walk(self.root, names, path)
-        if parent.type not in CONTAINERS:
-            raise WrongType(f"/{'/'.join(names)} is a {NodeType(parent.type).name.lower()}, "
-                            "not a directory or table")
+        _check_container(parent, names)
         return parent
 
     def _parent_for_create(self, names: list[str], path: str, parents: bool) -> Node:
@@ -266,15 +264,13 @@ class NamenodeService:
             return self._container(names[:-1], path)
         node = self.root
         for i, name in enumerate(names[:-1]):
-            if node.type not in CONTAINERS:
-                raise WrongType(f"/{'/'.join(names[:i])} is not a directory")
+            _check_container(node, names[:i])
             child = node.children.get(name)
             if child is None:
                 child = self._new_node(name, node, NodeType.DIRECTORY, ANY_CLASS, ANY_CLASS)
                 node.children[name] = child
             node = child
-        if node.type not in CONTAINERS:
-            raise WrongType(f"/{'/'.join(names[:-1])} is not a directory")
+        _check_container(node, names[:-1])
         return node
 
     def _writer(self, node_id: int, token: int) -> OpenFile:
@@ -307,3 +303,12 @@ class NamenodeService:
                 seen[datanode] = self.alloc.datanodes[datanode].info()
             blocks.append(m.Block(datanode, number * self.block_size))
         return tuple(seen.values()), tuple(blocks)
+
+
+def _check_container(node: Node, names: list[str]) -> None:
+    """Files and multifiles cannot hold named children."""
+    if node.type in CONTAINERS:
+        return
+    kind = NodeType(node.type).name.lower()
+    error = NotADirectory if node.type == NodeType.FILE else WrongType
+    raise error(f"/{'/'.join(names)} is a {kind}, not a directory or table")

@@ -1,0 +1,256 @@
+"""The file API end to end against an in-process cluster: real sockets, real bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import crailpy
+from crailpy import errors
+from tests.cluster.conftest import BLOCK, Cluster, start_cluster
+
+
+def digest(data) -> str:
+    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 17, 7 * BLOCK])
+def test_sizes_across_block_boundaries(store: crailpy.Store, size: int) -> None:
+    data = os.urandom(size)
+    with store.create("/f") as f:
+        assert f.write(data) == size
+    assert store.stat("/f").size == size
+    out = bytearray(size)
+    with store.open("/f") as f:
+        assert f.readinto(out) == size
+        assert f.readinto(bytearray(10)) == 0
+    assert digest(out) == digest(data)
+    assert store.get("/f") == data
+
+
+def test_file_over_64_mib_with_checksums(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path, dram=2, flash=1, dram_capacity=32 << 20,
+                            flash_capacity=32 << 20, block_size=1 << 20)
+    try:
+        with cluster.connect() as store:
+            data = np.random.default_rng(1).integers(0, 255, (72 << 20) + 12345, dtype=np.uint8)
+            with store.create("/big") as f:
+                f.write(data)
+            out = np.empty_like(data)
+            with store.open("/big") as f:
+                assert f.readinto(out) == data.nbytes
+            assert digest(out) == digest(data)
+            classes = {cls for _, _, cls in store.block_locations("/big")}
+            assert classes == {"dram", "flash"}  # 64 MiB of DRAM: the rest spills to flash
+    finally:
+        cluster.stop()
+
+
+def test_any_buffer_type_and_many_small_writes(store: crailpy.Store) -> None:
+    arr = np.arange(100_000, dtype=np.float64)
+    with store.create("/np") as f:
+        f.write(arr)
+        f.write(memoryview(b"tail"))
+        for i in range(3000):
+            f.write(b"%05d" % i)  # gathered, not one datanode round trip each
+        assert f.tell() == arr.nbytes + 4 + 15000
+    back = np.empty(100_000, dtype=np.float64)
+    with store.open("/np") as f:
+        f.readinto(back)
+        assert f.read(4) == b"tail"
+        rest = f.read()
+    assert np.array_equal(back, arr)
+    assert rest == b"".join(b"%05d" % i for i in range(3000))
+
+
+def test_seek_tell_and_ranged_reads(store: crailpy.Store) -> None:
+    data = os.urandom(5 * BLOCK + 100)
+    store.put("/r", data)
+    with store.open("/r") as f:
+        for pos in (0, BLOCK - 3, 2 * BLOCK, 5 * BLOCK + 99, 17):
+            f.seek(pos)
+            assert f.tell() == pos
+            assert f.read(BLOCK + 7) == data[pos : pos + BLOCK + 7]
+        assert f.seek(-10, io.SEEK_END) == len(data) - 10
+        assert f.read() == data[-10:]
+        assert f.read() == b""
+
+
+def test_exception_in_with_block_aborts_the_file(store: crailpy.Store, cluster: Cluster) -> None:
+    with pytest.raises(RuntimeError):
+        with store.create("/half") as f:
+            f.write(os.urandom(3 * BLOCK))
+            raise RuntimeError("writer failed")
+    assert not store.exists("/half")
+    assert sum(c.used for c in store.usage()[0]) == 0
+    with store.create("/half") as f:  # the name is free
+        f.write(b"x")
+
+
+def test_nothing_visible_before_close_and_one_writer(store: crailpy.Store) -> None:
+    f = store.create("/w")
+    f.write(os.urandom(2 * BLOCK))
+    f.flush()
+    with pytest.raises(FileNotFoundError):
+        store.open("/w")
+    assert [s.path for s in store.list("/")] == []
+    with pytest.raises(errors.Busy, match="another writer"):
+        store.create("/w", overwrite=True)
+    f.close()
+    assert store.stat("/w").size == 2 * BLOCK
+
+
+def test_blocks_spread_over_datanodes(store: crailpy.Store) -> None:
+    store.put("/spread", os.urandom(8 * BLOCK))
+    addresses = {address for _, address, _ in store.block_locations("/spread")}
+    assert len(addresses) == 2  # both DRAM datanodes, none of flash
+
+
+def test_tiering_into_flash_when_dram_is_full(store: crailpy.Store) -> None:
+    data = os.urandom(20 << 20)  # DRAM holds 16 MiB
+    store.put("/tier", data)
+    classes = [cls for _, _, cls in store.block_locations("/tier")]
+    assert classes[0] == "dram" and classes[-1] == "flash"
+    assert store.get("/tier") == data
+    store.mkdir("/pinned", storage_class="flash")
+    store.put("/pinned/f", b"cold")
+    assert store.stat("/pinned/f").storage_class == "flash"
+    with pytest.raises(errors.NoSpace, match="no free block"):
+        store.put("/huge", bytearray(40 << 20))
+    assert not store.exists("/huge")
+
+
+def test_concurrent_writers_and_readers(cluster: Cluster) -> None:
+    payloads = {i: os.urandom(BLOCK * (i + 1) + i) for i in range(8)}
+    failures: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            with cluster.connect() as s:
+                s.put(f"/c{i}", payloads[i])
+        except BaseException as exc:
+            failures.append(exc)
+
+    def reader(i: int, shared: crailpy.Store) -> None:
+        try:
+            for _ in range(3):
+                assert shared.get(f"/c{i}") == payloads[i]
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    with cluster.connect() as shared:  # eight readers sharing one store and its connections
+        threads = [threading.Thread(target=reader, args=(i, shared)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not failures
+
+
+def test_multifile_many_writers_one_reader(store: crailpy.Store, cluster: Cluster) -> None:
+    store.mkdir("/shuffle")
+    store.create_multifile("/shuffle/p0")
+    parts = {i: os.urandom(BLOCK // 2 * (i + 1)) for i in range(6)}
+
+    def append(i: int) -> None:
+        with cluster.connect() as s, s.append_part("/shuffle/p0") as w:
+            w.write(parts[i])
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader = store.open_multifile("/shuffle/p0")
+    assert reader.size == sum(len(p) for p in parts.values())
+    got = [r.read() for r in reader.part_readers()]
+    assert sorted(got) == sorted(parts.values())
+    stream = store.open_multifile("/shuffle/p0").read()
+    assert stream == b"".join(got)  # the stream is the parts in commit order
+    with pytest.raises(errors.WrongType, match="multifile"):
+        store.open("/shuffle/p0")
+
+
+def test_table_put_get_last_wins(store: crailpy.Store) -> None:
+    store.create_table("/kv")
+    store.put("/kv/a", b"1")
+    store.put("/kv/a", np.array([2], dtype=np.uint8))
+    store.put("/kv/b", b"")
+    assert store.get("/kv/a") == b"\x02" and store.get("/kv/b") == b""
+    assert [s.path for s in store.list("/kv")] == ["/kv/a", "/kv/b"]
+    with pytest.raises(FileNotFoundError):
+        store.get("/kv/c")
+
+
+def test_futures_keep_several_transfers_in_flight(store: crailpy.Store) -> None:
+    values = {f"/a{i}": os.urandom(3 * BLOCK + i) for i in range(10)}
+    for f in [store.put_async(p, v) for p, v in values.items()]:
+        f.result(timeout=30)
+    got = {p: store.get_async(p) for p in values}
+    assert all(got[p].result(timeout=30) == v for p, v in values.items())
+
+
+def test_namespace_calls(store: crailpy.Store) -> None:
+    store.mkdir("/a/b/c", parents=True)
+    store.mkdir("/a/b/c", parents=True)  # -p is idempotent
+    store.put("/a/b/c/f", b"abc")
+    assert [s.type for s in store.list("/a/b")] == ["directory"]
+    assert [s.path for s in store.walk("/a")] == ["/a/b", "/a/b/c", "/a/b/c/f"]
+    store.rename("/a/b", "/z")
+    assert store.get("/z/c/f") == b"abc" and not store.exists("/a/b")
+    with pytest.raises(FileExistsError):
+        store.mkdir("/z")
+    with pytest.raises(FileExistsError):
+        store.create("/z/c/f")
+    with pytest.raises(OSError, match="not empty"):
+        store.delete("/z")
+    store.delete("/z", recursive=True)
+    with pytest.raises(FileNotFoundError):
+        store.stat("/z")
+    store.put("/a/x", b"")
+    with pytest.raises(NotADirectoryError):
+        store.list("/a/x")
+
+
+def test_killed_datanode_fails_reads_clearly(cluster: Cluster, store: crailpy.Store) -> None:
+    data = os.urandom(6 * BLOCK)
+    store.put("/victim", data)
+    victim = cluster.datanodes[0]
+    victim_address = f"127.0.0.1:{victim.server.port}"
+    victim.stop()
+    deadline = time.monotonic() + 5
+    while any(d.alive for d in store.usage()[1] if d.address == victim_address):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with pytest.raises(errors.BlockLost, match="dead"):
+        store.get("/victim")
+    store.put("/after", b"still works")  # the others go on
+    assert store.get("/after") == b"still works"
+
+
+def test_restarted_datanode_id_refuses_old_locations(cluster: Cluster, store: crailpy.Store) -> None:
+    store.put("/old", os.urandom(BLOCK))
+    [(_, address, _)] = store.block_locations("/old")
+    node = next(d for d in cluster.datanodes if address.endswith(f":{d.server.port}"))
+    node.id += 1000  # as if it had registered again after a restart: its memory is not the old one
+    with pytest.raises(errors.BlockLost, match="restart"):
+        store.get("/old")
+
+
+def test_unreachable_namenode_is_a_connection_error() -> None:
+    cfg = crailpy.config.Config().override("client", connect_timeout=1.0)
+    with pytest.raises(ConnectionError, match="cannot reach namenode"):
+        crailpy.connect("127.0.0.1:1", cfg)

@@ -1,0 +1,236 @@
+"""The namenode service alone: typed requests in, typed replies out, no sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from crailpy import errors
+from crailpy.protocol import messages as m
+from crailpy.protocol.messages import EXIST_OK, OVERWRITE, PARENTS, NodeType
+from crailpy.namenode.service import NamenodeService
+
+BS = 1024
+DIR, FILE, MULTI, TABLE = NodeType.DIRECTORY, NodeType.FILE, NodeType.MULTIFILE, NodeType.TABLE
+
+
+@pytest.fixture
+def nn() -> NamenodeService:
+    service = NamenodeService(BS, ["dram", "flash"], dead_after=5.0, heartbeat_interval=1.0)
+    service.register(m.Register(0, 0, 1, 5000, 4 * BS, "dram-a"), 0)
+    service.register(m.Register(0, 0, 1, 5001, 4 * BS, "dram-b"), 0)
+    service.register(m.Register(1, 0, 1, 5002, 16 * BS, "flash-a"), 0)
+    return service
+
+
+def mkdir(nn: NamenodeService, path: str, flags: int = 0, cls: int = -1, kind=DIR) -> m.Created:
+    return nn.create(m.Create(kind, cls, -1, flags, path), 1)
+
+
+def write(nn: NamenodeService, path: str, size: int, session: int = 1, flags: int = 0,
+          cls: int = -1) -> m.NodeInfo:
+    created = nn.create(m.Create(FILE, cls, -1, flags, path), session)
+    blocks = -(-size // BS)
+    if blocks:
+        nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, blocks), session)
+    return nn.commit(m.Commit(created.info.id, created.token, size), session)
+
+
+def used(nn: NamenodeService) -> dict[str, int]:
+    return {c.name: c.used for c in nn.statfs(m.StatFs(), 0).classes}
+
+
+def names(nn: NamenodeService, path: str) -> list[str]:
+    return [e.name for e in nn.list_dir(m.ListDir(0, 1000, path), 0).entries]
+
+
+def test_paths_keep_real_names_at_any_depth(nn: NamenodeService) -> None:
+    deep = "/" + "/".join(f"d{i}" for i in range(40))
+    mkdir(nn, deep, PARENTS)
+    write(nn, deep + "/naïve 文件.bin", 10)
+    assert names(nn, deep) == ["naïve 文件.bin"]
+    assert nn.lookup(m.Lookup(0, deep + "//naïve 文件.bin"), 0).info.size == 10
+
+
+@pytest.mark.parametrize("bad", ["relative", "/a/../b", "/a/./b", "/a\0b", "/" + "x" * 256])
+def test_bad_paths_are_refused(nn: NamenodeService, bad: str) -> None:
+    with pytest.raises(errors.InvalidArgument):
+        mkdir(nn, bad)
+
+
+def test_missing_parent_existing_node_and_wrong_types(nn: NamenodeService) -> None:
+    with pytest.raises(errors.NotFound):
+        mkdir(nn, "/a/b")
+    mkdir(nn, "/a")
+    with pytest.raises(errors.Exists):
+        mkdir(nn, "/a")
+    assert mkdir(nn, "/a", EXIST_OK).info.type == DIR
+    write(nn, "/a/f", 1)
+    with pytest.raises(errors.NotADirectory):
+        mkdir(nn, "/a/f/g")
+    with pytest.raises(errors.Exists):
+        write(nn, "/a/f", 1)
+
+
+def test_file_is_invisible_until_commit_and_second_writer_is_refused(nn: NamenodeService) -> None:
+    created = nn.create(m.Create(FILE, -1, -1, 0, "/f"), 1)
+    with pytest.raises(errors.NotFound):
+        nn.lookup(m.Lookup(0, "/f"), 0)
+    assert names(nn, "/") == []
+    with pytest.raises(errors.Busy, match="another writer"):
+        nn.create(m.Create(FILE, -1, -1, OVERWRITE, "/f"), 2)
+    with pytest.raises(errors.Busy):
+        nn.commit(m.Commit(created.info.id, created.token + 1, 0), 2)
+    nn.commit(m.Commit(created.info.id, created.token, 0), 1)
+    assert nn.lookup(m.Lookup(0, "/f"), 0).info.committed == 1
+
+
+def test_dead_writer_session_leaves_nothing(nn: NamenodeService) -> None:
+    before = used(nn)
+    created = nn.create(m.Create(FILE, -1, -1, 0, "/f"), 7)
+    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 3), 7)
+    assert used(nn)["dram"] == 3 * BS
+    nn.end_session(7)
+    assert used(nn) == before
+    with pytest.raises(errors.NotFound):
+        nn.lookup(m.Lookup(0, "/f"), 0)
+    write(nn, "/f", 5)  # the name is free again
+
+
+def test_commit_frees_unused_trailing_blocks(nn: NamenodeService) -> None:
+    created = nn.create(m.Create(FILE, -1, -1, 0, "/f"), 1)
+    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 6), 1)
+    nn.commit(m.Commit(created.info.id, created.token, BS + 1), 1)
+    assert sum(used(nn).values()) == 2 * BS
+    with pytest.raises(errors.InvalidArgument):
+        c2 = nn.create(m.Create(FILE, -1, -1, 0, "/g"), 1)
+        nn.commit(m.Commit(c2.info.id, c2.token, 1), 1)  # no block allocated for 1 byte
+
+
+def test_storage_class_inherited_and_falls_back_to_next_class(nn: NamenodeService) -> None:
+    mkdir(nn, "/cold", cls=1)
+    assert write(nn, "/cold/f", BS).storage_class == 1
+    assert used(nn) == {"dram": 0, "flash": BS}
+    write(nn, "/big", 10 * BS)  # 8 dram blocks exist in all: the rest must go to flash
+    located = nn.lookup(m.Lookup(64, "/big"), 0)
+    classes = {d.id: d.storage_class for d in located.datanodes}
+    assert [classes[b.datanode] for b in located.blocks] == [0] * 8 + [1] * 2
+    with pytest.raises(errors.NoSpace):
+        write(nn, "/cold/too-big", 20 * BS)
+
+
+def test_blocks_spread_over_datanodes_and_freed_blocks_are_reused(nn: NamenodeService) -> None:
+    write(nn, "/f", 4 * BS)
+    located = nn.lookup(m.Lookup(64, "/f"), 0)
+    assert len({b.datanode for b in located.blocks}) == 2
+    first = {(b.datanode, b.offset) for b in located.blocks}
+    nn.delete(m.Delete(0, "/f"), 0)
+    assert used(nn)["dram"] == 0
+    write(nn, "/g", 4 * BS)
+    again = {(b.datanode, b.offset) for b in nn.lookup(m.Lookup(64, "/g"), 0).blocks}
+    assert again == first
+
+
+def test_location_class_is_preferred(nn: NamenodeService) -> None:
+    nn.register(m.Register(0, 3, 1, 6000, 8 * BS, "rack3"), 0)
+    created = nn.create(m.Create(FILE, -1, 3, 0, "/near"), 1)
+    reply = nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 5), 1)
+    assert {d.host for d in reply.datanodes} == {"rack3"}
+
+
+def test_delete_recursive_and_not_empty(nn: NamenodeService) -> None:
+    mkdir(nn, "/a/b/c", PARENTS)
+    write(nn, "/a/b/c/f", 3 * BS)
+    with pytest.raises(errors.DirectoryNotEmpty):
+        nn.delete(m.Delete(0, "/a"), 0)
+    nn.delete(m.Delete(1, "/a"), 0)
+    assert names(nn, "/") == [] and sum(used(nn).values()) == 0
+    with pytest.raises(errors.InvalidArgument):
+        nn.delete(m.Delete(1, "/"), 0)
+
+
+def test_writer_whose_directory_was_deleted_cannot_commit(nn: NamenodeService) -> None:
+    mkdir(nn, "/d")
+    created = nn.create(m.Create(FILE, -1, -1, 0, "/d/f"), 1)
+    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 1), 1)
+    nn.delete(m.Delete(1, "/d"), 0)
+    with pytest.raises(errors.NotFound, match="deleted"):
+        nn.commit(m.Commit(created.info.id, created.token, 10), 1)
+    assert sum(used(nn).values()) == 0
+
+
+def test_rename_is_atomic_and_checked(nn: NamenodeService) -> None:
+    mkdir(nn, "/a/b", PARENTS)
+    write(nn, "/a/b/f", 10)
+    nn.rename(m.Rename("/a/b", "/c"), 0)
+    assert names(nn, "/") == ["a", "c"] and names(nn, "/c") == ["f"]
+    write(nn, "/g", 1)
+    with pytest.raises(errors.Exists):
+        nn.rename(m.Rename("/g", "/c/f"), 0)
+    with pytest.raises(errors.InvalidArgument, match="into itself"):
+        nn.rename(m.Rename("/a", "/a/x"), 0)
+    with pytest.raises(errors.NotFound):
+        nn.rename(m.Rename("/nope", "/x"), 0)
+
+
+def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
+    mkdir(nn, "/shuffle", kind=MULTI)
+    writers = [nn.create_part(m.CreatePart(-1, "/shuffle"), s) for s in (1, 2, 3)]
+    for i in (2, 0):  # commit order is stream order; part 1 never commits
+        w = writers[i]
+        nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1), i + 1)
+        nn.commit(m.Commit(w.info.id, w.token, 100 + i), i + 1)
+    parts = nn.lookup(m.Lookup(0, "/shuffle"), 0).parts
+    assert [p.size for p in parts] == [102, 100]
+    blocks = nn.get_blocks(m.GetBlocks(parts[0].id, 0, 10), 0)
+    assert len(blocks.blocks) == 1
+    with pytest.raises(errors.WrongType):
+        nn.create_part(m.CreatePart(-1, "/"), 1)
+    nn.alloc_blocks(m.AllocBlocks(writers[1].info.id, writers[1].token, 1), 2)
+    nn.delete(m.Delete(1, "/shuffle"), 0)
+    assert used(nn)["dram"] == 1 * BS  # only the uncommitted part still holds a block
+    nn.end_session(2)
+    assert used(nn)["dram"] == 0
+
+
+def test_table_last_put_wins(nn: NamenodeService) -> None:
+    mkdir(nn, "/kv", kind=TABLE)
+    a = nn.create(m.Create(FILE, -1, -1, 0, "/kv/k"), 1)
+    b = nn.create(m.Create(FILE, -1, -1, 0, "/kv/k"), 2)  # concurrent puts are allowed
+    for w, size, s in ((b, 20, 2), (a, 10, 1)):
+        nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1), s)
+        nn.commit(m.Commit(w.info.id, w.token, size), s)
+    assert nn.lookup(m.Lookup(0, "/kv/k"), 0).info.size == 10
+    assert used(nn)["dram"] == BS  # the replaced value's block was freed
+    with pytest.raises(errors.WrongType):
+        mkdir(nn, "/kv/dir")
+
+
+def test_list_pages(nn: NamenodeService) -> None:
+    mkdir(nn, "/many")
+    for i in range(25):
+        mkdir(nn, f"/many/d{i:02}")
+    page = nn.list_dir(m.ListDir(20, 10, "/many"), 0)
+    assert [e.name for e in page.entries] == [f"d{i}" for i in range(20, 25)] and not page.more
+    assert nn.list_dir(m.ListDir(0, 10, "/many"), 0).more
+
+
+def test_dead_datanode_marks_its_blocks_lost_and_leaves_capacity(nn: NamenodeService) -> None:
+    write(nn, "/f", 2 * BS)
+    for d in nn.alloc.datanodes.values():
+        d.last_heartbeat -= 100
+    nn.alloc.datanodes[3].last_heartbeat += 100
+    assert sorted(nn.expire_datanodes()) == [1, 2]
+    located = nn.lookup(m.Lookup(64, "/f"), 0)
+    assert all(not d.alive for d in located.datanodes)
+    assert {c.name: c.capacity for c in nn.statfs(m.StatFs(), 0).classes}["dram"] == 0
+    with pytest.raises(errors.Stale):
+        nn.heartbeat(m.Heartbeat(1), 0)
+    assert write(nn, "/g", BS).storage_class == 0  # lands on flash, the class with room
+    assert nn.lookup(m.Lookup(64, "/g"), 0).datanodes[0].storage_class == 1
+
+
+def test_register_checks_class_and_capacity(nn: NamenodeService) -> None:
+    with pytest.raises(errors.InvalidArgument):
+        nn.register(m.Register(7, 0, 1, 1, 10 * BS, "h"), 0)
+    with pytest.raises(errors.InvalidArgument):
+        nn.register(m.Register(0, 0, 1, 1, BS - 1, "h"), 0)
