@@ -45,6 +45,7 @@ class DatanodeConfig:
     tier: str = "dram"
     address: str = "127.0.0.1:0"
     capacity: int = 256 << 20
+    prefault: bool = True
     location_class: int = 0
     path: str = ""
 
@@ -84,7 +85,9 @@ class Config:
 
 def _coerce(section: Any, key: str, value: Any) -> Any:
     default = getattr(section, key)
-    if isinstance(default, bool) or isinstance(default, list):
+    if isinstance(default, (bool, list)):
+        if not isinstance(value, type(default)):
+            raise InvalidArgument(f"{key} must be a {type(default).__name__}, not {value!r}")
         return value
     if isinstance(default, int):
         return parse_size(value) if isinstance(value, str) else int(value)

@@ -94,7 +94,7 @@ class Datanode:
     def _make_store(self, config: Config) -> BlockStore:
         dn = config.datanode
         if dn.tier == "dram":
-            return MemoryStore(dn.capacity)
+            return MemoryStore(dn.capacity, dn.prefault)
         path = dn.path or str(state_dir(config) / f"flash-{self.server.port}.img")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return FileStore(path, dn.capacity)

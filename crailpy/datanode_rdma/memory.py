@@ -1,8 +1,9 @@
 """The DRAM tier's block store: one anonymous memory mapping.
 
-The mapping is reserved whole but the kernel backs a page only when it is
-first written, so a datanode's resident memory follows what is stored, up to
-its capacity. Reads are sent from the mapping and writes land in it straight
+With `prefault` the kernel backs the whole mapping at start: the first write
+of a page costs more than ten later ones (on a VM, 0.5 GB/s against 7 GB/s),
+and a pool that RDMA will register must be resident anyway. Without it, pages
+are backed when first written and resident memory follows what is stored. Reads are sent from the mapping and writes land in it straight
 from the socket: no copy in Python either way.
 """
 
@@ -17,9 +18,10 @@ from crailpy.serving import Connection
 
 
 class MemoryStore:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, prefault: bool) -> None:
         self.capacity = capacity
-        self._map = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (mmap.MAP_POPULATE if prefault else 0)
+        self._map = mmap.mmap(-1, capacity, flags=flags)
         self._view = memoryview(self._map)
 
     def send(self, conn: Connection, header: frames.Header, offset: int, length: int) -> None:
