@@ -24,12 +24,14 @@ from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, Error
 class Pending:
     """One request in flight."""
 
-    __slots__ = ("channel", "request_id", "response_cls", "into", "done", "value", "error")
+    __slots__ = ("channel", "request_id", "opcode", "response_cls", "into", "done", "value",
+                 "error")
 
-    def __init__(self, channel: "Channel", request_id: int, response_cls: type,
+    def __init__(self, channel: "Channel", request_id: int, opcode: int, response_cls: type,
                  into: memoryview | None) -> None:
         self.channel = channel
         self.request_id = request_id
+        self.opcode = opcode
         self.response_cls = response_cls
         self.into = into
         self.done = False
@@ -72,7 +74,8 @@ class Channel:
         if self.broken is not None:
             raise self.broken
         request_id = next(self._ids)
-        pending = Pending(self, request_id, OPERATIONS[OPCODES[type(msg)]][1], into)
+        opcode = OPCODES[type(msg)]
+        pending = Pending(self, request_id, opcode, OPERATIONS[opcode][1], into)
         head = frames.encode_request(msg, request_id, sum(len(d) for d in data))
         self._pending[request_id] = pending
         try:
@@ -102,8 +105,9 @@ class Channel:
     def _receive_one(self) -> None:
         header = frames.decode_header(self.reader.read_exact(frames.HEADER_SIZE))
         pending = self._pending.pop(header.request_id, None)
-        if pending is None or not header.is_response:
-            raise ProtocolError(f"{self.peer} answered unknown request {header.request_id}")
+        if pending is None or not header.is_response or header.opcode != pending.opcode:
+            raise ProtocolError(f"{self.peer} sent a frame that answers no request of ours "
+                                f"(id {header.request_id}, opcode {header.opcode})")
         cls = Error if header.status else pending.response_cls
         size = frames.body_length(header, cls)
         msg = wire.decode(cls, self.reader.read_exact(size))

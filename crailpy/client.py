@@ -127,15 +127,20 @@ class Store:
 
     def create(self, path: str, storage_class: str | int | None = None,
                location_class: int | None = None, overwrite: bool = False,
-               parents: bool = False) -> Writer:
-        """A writer for a new file; it becomes visible when the writer closes."""
+               parents: bool = False, size_hint: int = 1) -> Writer:
+        """A writer for a new file; it becomes visible when the writer closes.
+
+        Blocks for the first `size_hint` bytes come with the create reply, so a
+        file of known size needs no further allocation round trip.
+        """
         flags = (OVERWRITE if overwrite else 0) | (PARENTS if parents else 0)
-        created = self._create(path, NodeType.FILE, storage_class, location_class, flags)
+        created = self._create(path, NodeType.FILE, storage_class, location_class, flags, size_hint)
         return Writer(self, path, created)
 
-    def append_part(self, path: str, location_class: int | None = None) -> Writer:
+    def append_part(self, path: str, location_class: int | None = None,
+                    size_hint: int = 1) -> Writer:
         """A writer for one more part of the multifile at `path`; many may write at once."""
-        created = self._call(m.CreatePart(_class_or_any(location_class), path))
+        created = self._call(m.CreatePart(_class_or_any(location_class), size_hint, path))
         return Writer(self, f"{path} (part)", created)
 
     def open(self, path: str) -> Reader:
@@ -150,7 +155,7 @@ class Store:
         located = self._call(m.Lookup(0, path))
         if located.info.type != NodeType.MULTIFILE:
             raise WrongType(f"{path} is not a multifile")
-        return MultifileReader(self, path, located.parts, located.info.block_size)
+        return MultifileReader(self, path, located.info, located.parts)
 
     def stat(self, path: str) -> FileStatus:
         return self._status(path, self._call(m.Lookup(0, path)).info)
@@ -190,8 +195,9 @@ class Store:
 
     def put(self, path: str, value: Any) -> None:
         """Store `value` at `path` (a key in a table, or a file); the last put wins."""
-        with self.create(path, overwrite=True) as f:
-            f.write(value)
+        view = as_bytes_view(value)
+        with self.create(path, overwrite=True, size_hint=len(view)) as f:
+            f.write(view)
 
     def get(self, path: str) -> bytes:
         with self.open(path) as f:
@@ -233,9 +239,10 @@ class Store:
     # ---- helpers ----
 
     def _create(self, path: str, node_type: NodeType, storage_class: str | int | None,
-                location_class: int | None, flags: int) -> m.Created:
+                location_class: int | None, flags: int, reserve: int = 0) -> m.Created:
         cls = self._class_number(storage_class)
-        return self._call(m.Create(node_type, cls, _class_or_any(location_class), flags, path))
+        return self._call(m.Create(node_type, cls, _class_or_any(location_class), flags, reserve,
+                                   path))
 
     def _classes(self) -> list[str]:
         if self._class_names is None:

@@ -8,10 +8,11 @@ client holding locations from before a restart gets an error, not other bytes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from crailpy.channel import Channel
 from crailpy.config import Config, state_dir
@@ -37,6 +38,18 @@ class BlockStore(Protocol):
     def close(self) -> None: ...
 
 
+@contextlib.contextmanager
+def _mid_transfer(what: str) -> Iterator[None]:
+    """Once data is moving, an error cannot be answered in the stream: drop the connection."""
+    try:
+        yield
+    except (ConnectionError, TimeoutError):
+        raise
+    except Exception as exc:
+        log.exception("failed %s", what)
+        raise ConnectionAbortedError(f"failed {what}: {exc}") from exc
+
+
 class DatanodeHandler:
     def __init__(self, datanode: "Datanode") -> None:
         self.datanode = datanode
@@ -47,13 +60,15 @@ class DatanodeHandler:
             if error:
                 conn.reader.skip(data_length)
                 raise error
-            self.datanode.store.receive(conn.reader, msg.offset, data_length)
+            with _mid_transfer("receiving a WRITE"):
+                self.datanode.store.receive(conn.reader, msg.offset, data_length)
             conn.reply(header, m.Empty())
         elif isinstance(msg, m.Read):
             error = self._check(msg.datanode, msg.offset, msg.length)
             if error:
                 raise error
-            self.datanode.store.send(conn, header, msg.offset, msg.length)
+            with _mid_transfer("sending a READ"):
+                self.datanode.store.send(conn, header, msg.offset, msg.length)
         elif isinstance(msg, m.Ping):
             conn.reply(header, m.Pong(frames.VERSION, 1))
         else:
@@ -61,6 +76,8 @@ class DatanodeHandler:
             raise UnknownOperation(f"a datanode does not serve opcode {header.opcode}")
 
     def _check(self, datanode: int, offset: int, length: int) -> CrailError | None:
+        if self.datanode.id == 0:
+            return Stale("this datanode is not registered with a namenode yet")
         if datanode != self.datanode.id:
             return Stale(f"this datanode is now {self.datanode.id}, not {datanode}: "
                          "the data addressed was lost in a restart")
@@ -124,19 +141,21 @@ class Datanode:
     def _heartbeat(self) -> None:
         while not self._stopped.wait(self.heartbeat_interval):
             try:
+                if self._namenode is None or self._namenode.broken:
+                    cfg = self.config
+                    self._namenode = Channel(parse_address(cfg.namenode.address),
+                                             cfg.client.connect_timeout, cfg.client.io_timeout,
+                                             "namenode")
                 self._namenode.call(m.Heartbeat(self.id))
             except Stale:
-                log.warning("the namenode forgot datanode %d; registering again", self.id)
-                self._reregister()
+                # Declared dead, or the namenode restarted: what we hold is lost to it anyway.
+                log.warning("the namenode does not know datanode %d; registering again", self.id)
+                try:
+                    self._register()
+                except CrailError as exc:
+                    log.warning("cannot register: %s", exc)
             except CrailError as exc:
-                log.warning("heartbeat failed: %s; registering again", exc)
-                self._reregister()
-
-    def _reregister(self) -> None:
-        try:
-            self._register()
-        except CrailError as exc:
-            log.warning("cannot register: %s", exc)
+                log.warning("heartbeat failed: %s", exc)
 
     def stop(self) -> None:
         self._stopped.set()

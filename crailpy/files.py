@@ -72,6 +72,7 @@ class Writer(io.BufferedIOBase):
         self._token = created.token
         self._bs = created.info.block_size
         self._blocks: list[tuple[m.DatanodeInfo, m.Block]] = []
+        self._add_blocks(created.datanodes, created.blocks)
         self._pos = 0
         self._buf = bytearray()
         self._window = _Window(store.config.client.inflight)
@@ -153,8 +154,11 @@ class Writer(io.BufferedIOBase):
         """Ask for the blocks this write needs, and a few more ahead of need."""
         want = max(self._store.config.client.alloc_ahead, -(-remaining // self._bs))
         reply = self._store._call(m.AllocBlocks(self._info.id, self._token, min(want, 4096)))
-        nodes = {d.id: d for d in reply.datanodes}
-        self._blocks.extend((nodes[b.datanode], b) for b in reply.blocks)
+        self._add_blocks(reply.datanodes, reply.blocks)
+
+    def _add_blocks(self, datanodes: tuple, blocks: tuple) -> None:
+        nodes = {d.id: d for d in datanodes}
+        self._blocks.extend((nodes[b.datanode], b) for b in blocks)
 
 
 class Reader(io.BufferedIOBase):
@@ -260,14 +264,32 @@ def _expect(length: int, path: str) -> Any:
 class MultifileReader(io.BufferedIOBase):
     """Streams every part of a multifile that was committed when it was opened, in commit order."""
 
-    def __init__(self, store: "Store", path: str, parts: tuple[m.Part, ...], block_size: int) -> None:
+    def __init__(self, store: "Store", path: str, info: m.NodeInfo, first_parts: tuple) -> None:
         self._store = store
         self.path = path
-        self.parts = parts
-        self._block_size = block_size
-        self.size = sum(p.size for p in parts)
+        self._block_size = info.block_size
+        self.size = info.size
+        self.parts = self._snapshot(info, first_parts)
         self._index = 0
         self._current: Reader | None = None
+
+    def _snapshot(self, info: m.NodeInfo, page: tuple) -> tuple[m.Part, ...]:
+        """The parts committed by the lookup: the prefix whose sizes add up to its size.
+
+        Parts are only ever appended, so whatever was committed later comes after it.
+        """
+        parts: list[m.Part] = []
+        total = 0
+        while page:
+            for part in page:
+                if total >= info.size and part.size:
+                    return tuple(parts)
+                parts.append(part)
+                total += part.size
+            if total >= info.size:
+                break
+            page = self._store._call(m.ListParts(info.id, len(parts), 4096)).parts
+        return tuple(parts)
 
     def readable(self) -> bool:
         return True

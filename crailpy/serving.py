@@ -151,8 +151,12 @@ def _serve_frame(conn: Connection,
         # Nothing after a bad header can be trusted: answer once, then hang up.
         conn.reply_error(frames.Header(*frames.HEADER.unpack(raw)[1:]), exc.status, str(exc))
         return False
+    if header.is_response:
+        reader.skip(header.length)
+        conn.reply_error(header, Status.PROTOCOL, "a response frame was sent to a server")
+        return True
     cls = frames.message_class(header)
-    if cls is None or header.is_response:
+    if cls is None:
         reader.skip(header.length)
         conn.reply_error(header, Status.UNKNOWN_OP, f"unknown request opcode {header.opcode}")
         return True

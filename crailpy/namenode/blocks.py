@@ -83,7 +83,7 @@ class BlockAllocator:
                 if n.alive and now - n.last_heartbeat > dead_after]
         for node in dead:
             node.alive = False
-            node.free.clear()
+            self._forget_if_empty(node)
         return dead
 
     def allocate(self, storage_class: int, location_class: int, count: int) -> list[int]:
@@ -117,8 +117,15 @@ class BlockAllocator:
         for block in blocks:
             datanode, number = unpack(block)
             node = self.datanodes.get(datanode)
-            if node is not None and node.alive:
+            if node is not None:
                 node.free.append(number)
+                if not node.alive:
+                    self._forget_if_empty(node)
+
+    def _forget_if_empty(self, node: Datanode) -> None:
+        """A dead datanode stays listed while files still name its (lost) blocks."""
+        if node.used == 0:
+            del self.datanodes[node.id]
 
     def is_alive(self, datanode: int) -> bool:
         node = self.datanodes.get(datanode)

@@ -7,7 +7,7 @@ import threading
 from typing import Any, Callable
 
 from crailpy.config import Config
-from crailpy.errors import UnknownOperation
+from crailpy.errors import InvalidArgument, UnknownOperation
 from crailpy.namenode.service import NamenodeService
 from crailpy.netio import parse_address
 from crailpy.protocol import frames
@@ -23,7 +23,7 @@ class NamenodeHandler:
         s = service
         self.table: dict[int, Callable[[Any, int], Any]] = {
             Op.PING: s.ping, Op.CREATE: s.create, Op.CREATE_PART: s.create_part,
-            Op.LOOKUP: s.lookup, Op.GET_BLOCKS: s.get_blocks, Op.ALLOC_BLOCKS: s.alloc_blocks,
+            Op.LOOKUP: s.lookup, Op.LIST_PARTS: s.list_parts, Op.GET_BLOCKS: s.get_blocks, Op.ALLOC_BLOCKS: s.alloc_blocks,
             Op.COMMIT: s.commit, Op.ABORT: s.abort, Op.LIST: s.list_dir, Op.DELETE: s.delete,
             Op.RENAME: s.rename, Op.STATFS: s.statfs, Op.REGISTER: s.register,
             Op.HEARTBEAT: s.heartbeat,
@@ -48,6 +48,9 @@ class Namenode:
 
     def __init__(self, config: Config) -> None:
         nn = config.namenode
+        if not 4096 <= nn.block_size <= frames.MAX_DATA:
+            raise InvalidArgument(f"block_size must be 4 KiB to {frames.MAX_DATA >> 20} MiB, "
+                                  f"not {nn.block_size}")
         self.service = NamenodeService(nn.block_size, list(nn.storage_classes), nn.dead_after,
                                        nn.heartbeat_interval)
         host, port = parse_address(nn.address)

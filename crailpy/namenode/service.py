@@ -25,6 +25,7 @@ from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, N
 
 MAX_BLOCKS_PER_REPLY = 4096
 MAX_ENTRIES_PER_REPLY = 1000
+MAX_PARTS_PER_REPLY = 4096
 
 
 @dataclass
@@ -54,17 +55,18 @@ class NamenodeService:
     # ---- namespace ----
 
     def ping(self, req: m.Ping, session: int) -> m.Pong:
-        return m.Pong(1, 0)
+        return m.Pong(m.VERSION, 0)
 
     def create(self, req: m.Create, session: int) -> m.Created:
         try:
             node_type = NodeType(req.type)
         except ValueError:
             raise InvalidArgument(f"unknown node type {req.type}") from None
+        self._check_classes(req.storage_class, req.location_class)
         names = split_path(req.path)
         if not names:
             if node_type == NodeType.DIRECTORY and req.flags & EXIST_OK:
-                return m.Created(self.root.info(self.block_size), 0)
+                return m.Created(self.root.info(self.block_size), 0, (), ())
             raise Exists("/ exists")
         parent = self._parent_for_create(names, req.path, bool(req.flags & PARENTS))
         name = names[-1]
@@ -76,26 +78,29 @@ class NamenodeService:
         if existing is not None:
             if node_type in (NodeType.DIRECTORY, NodeType.TABLE, NodeType.MULTIFILE) \
                     and req.flags & EXIST_OK and existing.type == node_type:
-                return m.Created(existing.info(self.block_size), 0)
+                return m.Created(existing.info(self.block_size), 0, (), ())
             if not (node_type == NodeType.FILE and overwrite and existing.type == NodeType.FILE):
                 raise Exists(f"{req.path} exists")
         if not in_table and (parent.id, name) in self.reserved:
             raise Busy(f"{req.path} is being written by another writer")
-        node = self._new_node(name, parent, node_type, req.storage_class, req.location_class)
         if node_type != NodeType.FILE:
+            node = self._new_node(name, parent, node_type, req.storage_class, req.location_class)
             parent.children[name] = node
             parent.mtime_ns = node.mtime_ns
-            return m.Created(node.info(self.block_size), 0)
+            return m.Created(node.info(self.block_size), 0, (), ())
+        created = self._open(name, parent, req.storage_class, req.location_class, req.reserve,
+                             session, overwrite)
         if not in_table:
-            self.reserved[(parent.id, name)] = node.id
-        return self._open(node, session, overwrite)
+            self.reserved[(parent.id, name)] = created.info.id
+        return created
 
     def create_part(self, req: m.CreatePart, session: int) -> m.Created:
+        self._check_classes(ANY_CLASS, req.location_class)
         multifile = self._resolve(req.path)
         if multifile.type != NodeType.MULTIFILE:
             raise WrongType(f"{req.path} is not a multifile")
-        part = self._new_node("", multifile, NodeType.FILE, ANY_CLASS, req.location_class)
-        return self._open(part, session, overwrite=False)
+        return self._open("", multifile, ANY_CLASS, req.location_class, req.reserve, session,
+                          overwrite=False)
 
     def lookup(self, req: m.Lookup, session: int) -> m.Located:
         node = self._resolve(req.path)
@@ -105,8 +110,14 @@ class NamenodeService:
             datanodes, blocks = self._locate(node.blocks[:count])
             return m.Located(info, datanodes, blocks, ())
         if node.type == NodeType.MULTIFILE:
-            return m.Located(info, (), (), tuple(m.Part(p.id, p.size) for p in node.parts))
+            return m.Located(info, (), (), _parts(node, 0, MAX_PARTS_PER_REPLY))
         return m.Located(info, (), (), ())
+
+    def list_parts(self, req: m.ListParts, session: int) -> m.Parts:
+        node = self.nodes.get(req.node)
+        if node is None or node.type != NodeType.MULTIFILE:
+            raise NotFound(f"no multifile with id {req.node}")
+        return m.Parts(req.first, _parts(node, req.first, min(req.count, MAX_PARTS_PER_REPLY)))
 
     def get_blocks(self, req: m.GetBlocks, session: int) -> m.Blocks:
         node = self.nodes.get(req.node)
@@ -145,6 +156,7 @@ class NamenodeService:
         node.mtime_ns = time.time_ns()
         if parent.type == NodeType.MULTIFILE:
             parent.parts.append(node)
+            parent.size += node.size
         else:
             self.reserved.pop((parent.id, node.name), None)
             old = parent.children.get(node.name)
@@ -159,13 +171,14 @@ class NamenodeService:
         return m.Empty()
 
     def list_dir(self, req: m.ListDir, session: int) -> m.Listing:
-        node = self._resolve(req.path)
-        if node.children is None:
-            raise NotADirectory(f"{req.path} is a {NodeType(node.type).name.lower()}, "
-                                "not a directory")
+        if req.max_entries == 0:
+            raise InvalidArgument("max_entries must be at least 1")
+        names = split_path(req.path)
+        node = walk(self.root, names, req.path)
+        _check_container(node, names)
         count = min(req.max_entries, MAX_ENTRIES_PER_REPLY)
-        names = list(itertools.islice(node.children.items(), req.start, req.start + count))
-        entries = tuple(m.Entry(name, child.info(self.block_size)) for name, child in names)
+        page = itertools.islice(node.children.items(), req.start, req.start + count)
+        entries = tuple(m.Entry(name, child.info(self.block_size)) for name, child in page)
         more = req.start + len(entries) < len(node.children)
         return m.Listing(int(more), entries)
 
@@ -212,6 +225,8 @@ class NamenodeService:
         if req.storage_class >= len(self.alloc.class_names):
             raise InvalidArgument(f"storage class {req.storage_class} is not configured "
                                   f"(classes: {', '.join(self.alloc.class_names)})")
+        if req.location_class < 0:
+            raise InvalidArgument(f"a datanode's location class is 0 to 127, not {req.location_class}")
         if req.capacity < self.block_size:
             raise InvalidArgument(f"capacity {req.capacity} is below one block ({self.block_size})")
         node = self.alloc.register(req.host, req.port, req.storage_class, req.location_class,
@@ -233,23 +248,34 @@ class NamenodeService:
 
     # ---- helpers ----
 
-    def _new_node(self, name: str, parent: Node, node_type: NodeType, storage_class: int,
-                  location_class: int) -> Node:
-        if storage_class == ANY_CLASS:
-            storage_class = parent.storage_class
-        elif not 0 <= storage_class < len(self.alloc.class_names):
+    def _check_classes(self, storage_class: int, location_class: int) -> None:
+        if storage_class != ANY_CLASS and not 0 <= storage_class < len(self.alloc.class_names):
             raise InvalidArgument(f"storage class {storage_class} is not configured "
                                   f"(classes: {', '.join(self.alloc.class_names)})")
-        if location_class == ANY_CLASS:
-            location_class = parent.location_class
-        node = Node(next(self._ids), name, parent, node_type, storage_class, location_class)
+        if location_class < ANY_CLASS:
+            raise InvalidArgument(f"location class {location_class} is not -1 (any) or 0 to 127")
+
+    def _new_node(self, name: str, parent: Node, node_type: NodeType, storage_class: int,
+                  location_class: int) -> Node:
+        node = Node(next(self._ids), name, parent, node_type,
+                    parent.storage_class if storage_class == ANY_CLASS else storage_class,
+                    parent.location_class if location_class == ANY_CLASS else location_class)
         self.nodes[node.id] = node
         return node
 
-    def _open(self, node: Node, session: int, overwrite: bool) -> m.Created:
-        token = secrets.randbits(63) + 1
+    def _open(self, name: str, parent: Node, storage_class: int, location_class: int,
+              reserve: int, session: int, overwrite: bool) -> m.Created:
+        """A new file being written, with blocks for its first `reserve` bytes."""
+        count = min(-(-reserve // self.block_size), MAX_BLOCKS_PER_REPLY)
+        cls = parent.storage_class if storage_class == ANY_CLASS else storage_class
+        loc = parent.location_class if location_class == ANY_CLASS else location_class
+        blocks = self.alloc.allocate(cls, loc, count) if count else []
+        node = self._new_node(name, parent, NodeType.FILE, cls, loc)
+        node.blocks.extend(blocks)
+        token = secrets.randbits(63) | 1  # never 0, and a positive signed 64-bit number
         self.open_files[node.id] = OpenFile(node, token, session, overwrite)
-        return m.Created(node.info(self.block_size, committed=False), token)
+        datanodes, located = self._locate(blocks)
+        return m.Created(node.info(self.block_size, committed=False), token, datanodes, located)
 
     def _resolve(self, path: str) -> Node:
         return walk(self.root, split_path(path), path)
@@ -266,6 +292,8 @@ class NamenodeService:
         for i, name in enumerate(names[:-1]):
             _check_container(node, names[:i])
             child = node.children.get(name)
+            if child is None and node.type == NodeType.TABLE:
+                raise WrongType(f"a table holds keys (files) only: /{'/'.join(names[: i + 1])}")
             if child is None:
                 child = self._new_node(name, node, NodeType.DIRECTORY, ANY_CLASS, ANY_CLASS)
                 node.children[name] = child
@@ -276,7 +304,8 @@ class NamenodeService:
     def _writer(self, node_id: int, token: int) -> OpenFile:
         open_file = self.open_files.get(node_id)
         if open_file is None:
-            raise NotFound(f"no file with id {node_id} is open for writing")
+            raise NotFound(f"no file with id {node_id} is open for writing (it was committed or "
+                           "aborted, or its writer's namenode connection was lost)")
         if open_file.token != token:
             raise Busy(f"file {node_id} is held by another writer")
         return open_file
@@ -312,3 +341,7 @@ def _check_container(node: Node, names: list[str]) -> None:
     kind = NodeType(node.type).name.lower()
     error = NotADirectory if node.type == NodeType.FILE else WrongType
     raise error(f"/{'/'.join(names)} is a {kind}, not a directory or table")
+
+
+def _parts(multifile: Node, first: int, count: int) -> tuple[m.Part, ...]:
+    return tuple(m.Part(p.id, p.size) for p in multifile.parts[first : first + count])

@@ -16,10 +16,9 @@ from typing import Any
 
 from crailpy.errors import ProtocolError, Status, VersionMismatch
 from crailpy.protocol import wire
-from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, Error
+from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, VERSION, Error
 
 MAGIC = 0xCA11
-VERSION = 1
 RESPONSE = 0x1  # header flag: this frame answers the request with the same id
 
 HEADER = struct.Struct("<HBBHHQI")

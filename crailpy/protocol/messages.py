@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from crailpy.protocol.wire import I8, U8, U16, U32, U64, Str, layout_of, list_of
 
 
+VERSION = 1  # protocol version, carried in every header
+
+
 class Op(enum.IntEnum):
     PING = 1
     CREATE = 2
@@ -27,6 +30,7 @@ class Op(enum.IntEnum):
     CREATE_PART = 12
     REGISTER = 13
     HEARTBEAT = 14
+    LIST_PARTS = 15
     READ = 32
     WRITE = 33
 
@@ -70,7 +74,7 @@ class NodeInfo:
 class DatanodeInfo:
     id: U32
     storage_class: U8
-    location_class: U8
+    location_class: I8
     transports: U8
     alive: U8
     port: U16
@@ -145,18 +149,24 @@ class Create:
     storage_class: I8
     location_class: I8
     flags: U8
+    reserve: U64  # files: bytes to allocate blocks for at once, saving an ALLOC_BLOCKS
     path: Str
 
 
 @dataclass(frozen=True, slots=True)
 class Created:
+    """A new node; for a file, its write token and the blocks `reserve` asked for."""
+
     info: NodeInfo
     token: U64  # the write token of a file; 0 for containers
+    datanodes: list_of(DatanodeInfo)
+    blocks: list_of(Block)
 
 
 @dataclass(frozen=True, slots=True)
 class CreatePart:
     location_class: I8
+    reserve: U64
     path: Str
 
 
@@ -168,7 +178,8 @@ class Lookup:
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """A node, and for files the first blocks and the datanodes they name."""
+    """A node; for a file its first blocks and the datanodes they name; for a
+    multifile its first committed parts."""
 
     info: NodeInfo
     datanodes: list_of(DatanodeInfo)
@@ -195,6 +206,19 @@ class Blocks:
     first: U64
     datanodes: list_of(DatanodeInfo)
     blocks: list_of(Block)
+
+
+@dataclass(frozen=True, slots=True)
+class ListParts:
+    node: U64
+    first: U64
+    count: U32
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    first: U64
+    parts: list_of(Part)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +274,7 @@ class FsUsage:
 @dataclass(frozen=True, slots=True)
 class Register:
     storage_class: U8
-    location_class: U8
+    location_class: I8
     transports: U8
     port: U16
     capacity: U64
@@ -296,6 +320,7 @@ OPERATIONS: dict[int, tuple[type, type]] = {
     Op.CREATE: (Create, Created),
     Op.CREATE_PART: (CreatePart, Created),
     Op.LOOKUP: (Lookup, Located),
+    Op.LIST_PARTS: (ListParts, Parts),
     Op.GET_BLOCKS: (GetBlocks, Blocks),
     Op.ALLOC_BLOCKS: (AllocBlocks, Blocks),
     Op.COMMIT: (Commit, NodeInfo),

@@ -254,3 +254,21 @@ def test_unreachable_namenode_is_a_connection_error() -> None:
     cfg = crailpy.config.Config().override("client", connect_timeout=1.0)
     with pytest.raises(ConnectionError, match="cannot reach namenode"):
         crailpy.connect("127.0.0.1:1", cfg)
+
+
+def test_multifile_reader_pages_parts_and_keeps_its_snapshot(
+        store: crailpy.Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crailpy.namenode.service as service_module
+
+    monkeypatch.setattr(service_module, "MAX_PARTS_PER_REPLY", 2)
+    store.create_multifile("/m")
+    for i in range(5):
+        with store.append_part("/m") as w:
+            w.write(b"%d" % i * (i + 1))
+    reader = store.open_multifile("/m")
+    with store.append_part("/m") as w:  # committed after the open: not in this reader's stream
+        w.write(b"late")
+    assert len(reader.parts) == 5
+    assert reader.read() == b"0" + b"11" + b"222" + b"3333" + b"44444"
+    assert store.open_multifile("/m").read().endswith(b"late")
+    assert store.stat("/m").size == 15 + 4

@@ -119,8 +119,11 @@ def test_unknown_opcode_and_malformed_body_keep_the_connection(target: str) -> N
 def test_response_frames_sent_to_a_server_are_refused(target: str) -> None:
     sock = raw_socket(target)
     sock.sendall(frames.encode_response(m.Op.PING, 4, m.Pong(1, 0)))
-    header, _ = read_reply(sock)
-    assert header.status == Status.UNKNOWN_OP
+    header, body = read_reply(sock)
+    assert header.status == Status.PROTOCOL
+    assert "response frame" in wire.decode(m.Error, body).message
+    sock.sendall(frames.encode_request(m.Ping(), 5))  # and the connection goes on
+    assert read_reply(sock)[0].status == Status.OK
 
 
 def test_datanode_refuses_out_of_range_and_stale_ids(cluster: Cluster, store: crailpy.Store) -> None:
@@ -142,15 +145,34 @@ def test_datanode_refuses_out_of_range_and_stale_ids(cluster: Cluster, store: cr
     still_serves(store)
 
 
+def test_unregistered_datanode_serves_nobody(cluster: Cluster) -> None:
+    from crailpy.datanode import Datanode
+
+    node = Datanode(cluster.config.override("datanode", capacity=1 << 20))  # never started
+    node.server.start()
+    try:
+        sock = raw_socket(f"127.0.0.1:{node.server.port}")
+        sock.sendall(frames.encode_request(m.Read(0, 10, 0), 1))
+        header, body = read_reply(sock)
+        assert header.status == Status.STALE and "not registered" in wire.decode(m.Error, body).message
+    finally:
+        node.server.stop()
+        node.store.close()
+
+
 def test_namenode_refuses_bad_requests_with_errors(store: crailpy.Store) -> None:
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Create(99, -1, -1, 0, "/x"))
+        store._call(m.Create(99, -1, -1, 0, 0, "/x"))
     with pytest.raises(errors.NotFound):
         store._call(m.Commit(123456, 1, 0))
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Create(m.NodeType.FILE, 42, -1, 0, "/x"))
+        store._call(m.Create(m.NodeType.FILE, 42, -1, 0, 0, "/x"))
     with pytest.raises(errors.InvalidArgument):
         store._call(m.Register(0, 0, 1, 1, 10, "tiny"))
+    with pytest.raises(errors.InvalidArgument):
+        store._call(m.Register(0, -3, 1, 1, 1 << 30, "negative location class"))
+    with pytest.raises(errors.InvalidArgument, match="at least 1"):
+        store._call(m.ListDir(0, 0, "/"))
     still_serves(store)
 
 

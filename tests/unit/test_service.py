@@ -23,12 +23,12 @@ def nn() -> NamenodeService:
 
 
 def mkdir(nn: NamenodeService, path: str, flags: int = 0, cls: int = -1, kind=DIR) -> m.Created:
-    return nn.create(m.Create(kind, cls, -1, flags, path), 1)
+    return nn.create(m.Create(kind, cls, -1, flags, 0, path), 1)
 
 
 def write(nn: NamenodeService, path: str, size: int, session: int = 1, flags: int = 0,
           cls: int = -1) -> m.NodeInfo:
-    created = nn.create(m.Create(FILE, cls, -1, flags, path), session)
+    created = nn.create(m.Create(FILE, cls, -1, flags, 0, path), session)
     blocks = -(-size // BS)
     if blocks:
         nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, blocks), session)
@@ -72,12 +72,12 @@ def test_missing_parent_existing_node_and_wrong_types(nn: NamenodeService) -> No
 
 
 def test_file_is_invisible_until_commit_and_second_writer_is_refused(nn: NamenodeService) -> None:
-    created = nn.create(m.Create(FILE, -1, -1, 0, "/f"), 1)
+    created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 1)
     with pytest.raises(errors.NotFound):
         nn.lookup(m.Lookup(0, "/f"), 0)
     assert names(nn, "/") == []
     with pytest.raises(errors.Busy, match="another writer"):
-        nn.create(m.Create(FILE, -1, -1, OVERWRITE, "/f"), 2)
+        nn.create(m.Create(FILE, -1, -1, OVERWRITE, 0, "/f"), 2)
     with pytest.raises(errors.Busy):
         nn.commit(m.Commit(created.info.id, created.token + 1, 0), 2)
     nn.commit(m.Commit(created.info.id, created.token, 0), 1)
@@ -86,7 +86,7 @@ def test_file_is_invisible_until_commit_and_second_writer_is_refused(nn: Namenod
 
 def test_dead_writer_session_leaves_nothing(nn: NamenodeService) -> None:
     before = used(nn)
-    created = nn.create(m.Create(FILE, -1, -1, 0, "/f"), 7)
+    created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 7)
     nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 3), 7)
     assert used(nn)["dram"] == 3 * BS
     nn.end_session(7)
@@ -97,12 +97,12 @@ def test_dead_writer_session_leaves_nothing(nn: NamenodeService) -> None:
 
 
 def test_commit_frees_unused_trailing_blocks(nn: NamenodeService) -> None:
-    created = nn.create(m.Create(FILE, -1, -1, 0, "/f"), 1)
+    created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 1)
     nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 6), 1)
     nn.commit(m.Commit(created.info.id, created.token, BS + 1), 1)
     assert sum(used(nn).values()) == 2 * BS
     with pytest.raises(errors.InvalidArgument):
-        c2 = nn.create(m.Create(FILE, -1, -1, 0, "/g"), 1)
+        c2 = nn.create(m.Create(FILE, -1, -1, 0, 0, "/g"), 1)
         nn.commit(m.Commit(c2.info.id, c2.token, 1), 1)  # no block allocated for 1 byte
 
 
@@ -132,7 +132,7 @@ def test_blocks_spread_over_datanodes_and_freed_blocks_are_reused(nn: NamenodeSe
 
 def test_location_class_is_preferred(nn: NamenodeService) -> None:
     nn.register(m.Register(0, 3, 1, 6000, 8 * BS, "rack3"), 0)
-    created = nn.create(m.Create(FILE, -1, 3, 0, "/near"), 1)
+    created = nn.create(m.Create(FILE, -1, 3, 0, 0, "/near"), 1)
     reply = nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 5), 1)
     assert {d.host for d in reply.datanodes} == {"rack3"}
 
@@ -150,7 +150,7 @@ def test_delete_recursive_and_not_empty(nn: NamenodeService) -> None:
 
 def test_writer_whose_directory_was_deleted_cannot_commit(nn: NamenodeService) -> None:
     mkdir(nn, "/d")
-    created = nn.create(m.Create(FILE, -1, -1, 0, "/d/f"), 1)
+    created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/d/f"), 1)
     nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 1), 1)
     nn.delete(m.Delete(1, "/d"), 0)
     with pytest.raises(errors.NotFound, match="deleted"):
@@ -174,17 +174,18 @@ def test_rename_is_atomic_and_checked(nn: NamenodeService) -> None:
 
 def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
     mkdir(nn, "/shuffle", kind=MULTI)
-    writers = [nn.create_part(m.CreatePart(-1, "/shuffle"), s) for s in (1, 2, 3)]
+    writers = [nn.create_part(m.CreatePart(-1, 0, "/shuffle"), s) for s in (1, 2, 3)]
     for i in (2, 0):  # commit order is stream order; part 1 never commits
         w = writers[i]
         nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1), i + 1)
         nn.commit(m.Commit(w.info.id, w.token, 100 + i), i + 1)
-    parts = nn.lookup(m.Lookup(0, "/shuffle"), 0).parts
-    assert [p.size for p in parts] == [102, 100]
+    located = nn.lookup(m.Lookup(0, "/shuffle"), 0)
+    parts = located.parts
+    assert [p.size for p in parts] == [102, 100] and located.info.size == 202
     blocks = nn.get_blocks(m.GetBlocks(parts[0].id, 0, 10), 0)
     assert len(blocks.blocks) == 1
     with pytest.raises(errors.WrongType):
-        nn.create_part(m.CreatePart(-1, "/"), 1)
+        nn.create_part(m.CreatePart(-1, 0, "/"), 1)
     nn.alloc_blocks(m.AllocBlocks(writers[1].info.id, writers[1].token, 1), 2)
     nn.delete(m.Delete(1, "/shuffle"), 0)
     assert used(nn)["dram"] == 1 * BS  # only the uncommitted part still holds a block
@@ -194,8 +195,8 @@ def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
 
 def test_table_last_put_wins(nn: NamenodeService) -> None:
     mkdir(nn, "/kv", kind=TABLE)
-    a = nn.create(m.Create(FILE, -1, -1, 0, "/kv/k"), 1)
-    b = nn.create(m.Create(FILE, -1, -1, 0, "/kv/k"), 2)  # concurrent puts are allowed
+    a = nn.create(m.Create(FILE, -1, -1, 0, 0, "/kv/k"), 1)
+    b = nn.create(m.Create(FILE, -1, -1, 0, 0, "/kv/k"), 2)  # concurrent puts are allowed
     for w, size, s in ((b, 20, 2), (a, 10, 1)):
         nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1), s)
         nn.commit(m.Commit(w.info.id, w.token, size), s)
@@ -234,3 +235,56 @@ def test_register_checks_class_and_capacity(nn: NamenodeService) -> None:
         nn.register(m.Register(7, 0, 1, 1, 10 * BS, "h"), 0)
     with pytest.raises(errors.InvalidArgument):
         nn.register(m.Register(0, 0, 1, 1, BS - 1, "h"), 0)
+
+
+def test_parts_are_paged(nn: NamenodeService, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crailpy.namenode.service as service_module
+
+    monkeypatch.setattr(service_module, "MAX_PARTS_PER_REPLY", 3)
+    mkdir(nn, "/m", kind=MULTI)
+    for i in range(7):
+        w = nn.create_part(m.CreatePart(-1, 0, "/m"), 1)
+        nn.commit(m.Commit(w.info.id, w.token, 0), 1)
+    located = nn.lookup(m.Lookup(0, "/m"), 0)
+    assert len(located.parts) == 3
+    rest = nn.list_parts(m.ListParts(located.info.id, 3, 100), 0)
+    assert rest.first == 3 and len(rest.parts) == 3
+    assert len(nn.list_parts(m.ListParts(located.info.id, 6, 100), 0).parts) == 1
+
+
+def test_create_reserves_blocks_and_fails_cleanly(nn: NamenodeService) -> None:
+    created = nn.create(m.Create(FILE, -1, -1, 0, 3 * BS - 1, "/f"), 1)
+    assert len(created.blocks) == 3 and len({b.datanode for b in created.blocks}) == 2
+    assert used(nn)["dram"] == 3 * BS
+    nn.commit(m.Commit(created.info.id, created.token, 10), 1)
+    assert used(nn)["dram"] == BS
+    with pytest.raises(errors.NoSpace):
+        nn.create(m.Create(FILE, -1, -1, 0, 100 * BS, "/g"), 1)
+    assert "g" not in names(nn, "/") and len(nn.open_files) == 0
+    write(nn, "/g", 1)  # nothing was left reserved
+
+
+def test_parents_are_not_made_inside_tables_nor_with_bad_classes(nn: NamenodeService) -> None:
+    mkdir(nn, "/kv", kind=TABLE)
+    with pytest.raises(errors.WrongType):
+        mkdir(nn, "/kv/a/b", PARENTS)
+    with pytest.raises(errors.InvalidArgument):
+        nn.create(m.Create(FILE, 9, -1, PARENTS, 0, "/x/y/z"), 1)
+    assert names(nn, "/") == ["kv"] and names(nn, "/kv") == []
+
+
+def test_dead_datanode_is_forgotten_once_no_file_names_it(nn: NamenodeService) -> None:
+    write(nn, "/f", BS)
+    holder = nn.lookup(m.Lookup(1, "/f"), 0).blocks[0].datanode
+    nn.alloc.datanodes[holder].last_heartbeat -= 100
+    nn.expire_datanodes()
+    assert holder in nn.alloc.datanodes  # /f still names its lost block
+    nn.delete(m.Delete(0, "/f"), 0)
+    assert holder not in nn.alloc.datanodes
+    assert len(nn.statfs(m.StatFs(), 0).datanodes) == 2
+
+
+def test_write_tokens_are_positive_signed_64_bit(nn: NamenodeService) -> None:
+    for i in range(50):
+        token = nn.create(m.Create(FILE, -1, -1, 0, 0, f"/t{i}"), 1).token
+        assert 0 < token < 2**63
