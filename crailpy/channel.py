@@ -95,11 +95,13 @@ class Channel:
     def _wait(self, pending: Pending) -> None:
         with self._recv_lock:
             while not pending.done:
+                if self.broken is not None:
+                    # Also the request whose response was being read when the connection broke.
+                    pending.error, pending.done = self.broken, True
+                    return
                 try:
                     self._receive_one()
-                except CrailError as exc:  # framing is lost: fail everything on this connection
-                    self._break(exc)
-                except OSError as exc:
+                except (CrailError, OSError) as exc:  # framing is lost: fail the whole connection
                     self._break(exc)
 
     def _receive_one(self) -> None:

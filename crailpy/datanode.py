@@ -70,7 +70,7 @@ class DatanodeHandler:
             with _mid_transfer("sending a READ"):
                 self.datanode.store.send(conn, header, msg.offset, msg.length)
         elif isinstance(msg, m.Ping):
-            conn.reply(header, m.Pong(frames.VERSION, 1))
+            conn.reply(header, m.Pong(m.VERSION, 1))
         else:
             conn.reader.skip(data_length)
             raise UnknownOperation(f"a datanode does not serve opcode {header.opcode}")

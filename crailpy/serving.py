@@ -120,6 +120,13 @@ class Server:
         conn = Connection(sock, next(self._sessions))
         try:
             serve_connection(conn, self.handler.handle)
+        except ConnectionAbortedError:
+            # A transfer failed half-way; the stream is intact up to the replies queued
+            # for earlier requests, so those still go out.
+            try:
+                conn.flush()
+            except OSError:
+                pass
         except (Closed, ConnectionError, TimeoutError):
             pass
         except OSError as exc:

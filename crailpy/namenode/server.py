@@ -7,7 +7,7 @@ import threading
 from typing import Any, Callable
 
 from crailpy.config import Config
-from crailpy.errors import InvalidArgument, UnknownOperation
+from crailpy.errors import UnknownOperation
 from crailpy.namenode.service import NamenodeService
 from crailpy.netio import parse_address
 from crailpy.protocol import frames
@@ -48,9 +48,6 @@ class Namenode:
 
     def __init__(self, config: Config) -> None:
         nn = config.namenode
-        if not 4096 <= nn.block_size <= frames.MAX_DATA:
-            raise InvalidArgument(f"block_size must be 4 KiB to {frames.MAX_DATA >> 20} MiB, "
-                                  f"not {nn.block_size}")
         self.service = NamenodeService(nn.block_size, list(nn.storage_classes), nn.dead_after,
                                        nn.heartbeat_interval)
         host, port = parse_address(nn.address)

@@ -21,11 +21,13 @@ from crailpy.errors import (
 from crailpy.namenode.blocks import BlockAllocator, unpack
 from crailpy.namenode.namespace import CONTAINERS, Node, split_path, subtree, walk
 from crailpy.protocol import messages as m
+from crailpy.protocol.frames import MAX_DATA
 from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, NodeType
 
 MAX_BLOCKS_PER_REPLY = 4096
 MAX_ENTRIES_PER_REPLY = 1000
 MAX_PARTS_PER_REPLY = 4096
+MIN_BLOCK = 4096
 
 
 @dataclass
@@ -41,6 +43,9 @@ class OpenFile:
 class NamenodeService:
     def __init__(self, block_size: int, class_names: list[str], dead_after: float,
                  heartbeat_interval: float) -> None:
+        if not MIN_BLOCK <= block_size <= MAX_DATA:
+            raise InvalidArgument(f"block_size must be {MIN_BLOCK >> 10} KiB to "
+                                  f"{MAX_DATA >> 20} MiB, not {block_size}")
         self.lock = threading.Lock()
         self.block_size = block_size
         self.dead_after = dead_after
@@ -117,13 +122,13 @@ class NamenodeService:
         node = self.nodes.get(req.node)
         if node is None or node.type != NodeType.MULTIFILE:
             raise NotFound(f"no multifile with id {req.node}")
-        return m.Parts(req.first, _parts(node, req.first, min(req.count, MAX_PARTS_PER_REPLY)))
+        return m.Parts(req.first, _parts(node, req.first, _page(req.count, MAX_PARTS_PER_REPLY)))
 
     def get_blocks(self, req: m.GetBlocks, session: int) -> m.Blocks:
         node = self.nodes.get(req.node)
         if node is None or node.type != NodeType.FILE or req.node in self.open_files:
             raise NotFound(f"no committed file with id {req.node}")
-        count = min(req.count, MAX_BLOCKS_PER_REPLY)
+        count = _page(req.count, MAX_BLOCKS_PER_REPLY)
         datanodes, blocks = self._locate(node.blocks[req.first : req.first + count])
         return m.Blocks(req.first, datanodes, blocks)
 
@@ -171,12 +176,10 @@ class NamenodeService:
         return m.Empty()
 
     def list_dir(self, req: m.ListDir, session: int) -> m.Listing:
-        if req.max_entries == 0:
-            raise InvalidArgument("max_entries must be at least 1")
+        count = _page(req.max_entries, MAX_ENTRIES_PER_REPLY)
         names = split_path(req.path)
         node = walk(self.root, names, req.path)
         _check_container(node, names)
-        count = min(req.max_entries, MAX_ENTRIES_PER_REPLY)
         page = itertools.islice(node.children.items(), req.start, req.start + count)
         entries = tuple(m.Entry(name, child.info(self.block_size)) for name, child in page)
         more = req.start + len(entries) < len(node.children)
@@ -345,3 +348,10 @@ def _check_container(node: Node, names: list[str]) -> None:
 
 def _parts(multifile: Node, first: int, count: int) -> tuple[m.Part, ...]:
     return tuple(m.Part(p.id, p.size) for p in multifile.parts[first : first + count])
+
+
+def _page(count: int, limit: int) -> int:
+    """How many items a paged reply carries: 1 to `limit`, as asked."""
+    if count == 0:
+        raise InvalidArgument("a page must ask for at least 1 item")
+    return min(count, limit)

@@ -171,7 +171,7 @@ def test_namenode_refuses_bad_requests_with_errors(store: crailpy.Store) -> None
         store._call(m.Register(0, 0, 1, 1, 10, "tiny"))
     with pytest.raises(errors.InvalidArgument):
         store._call(m.Register(0, -3, 1, 1, 1 << 30, "negative location class"))
-    with pytest.raises(errors.InvalidArgument, match="at least 1"):
+    with pytest.raises(errors.InvalidArgument, match="at least 1 item"):
         store._call(m.ListDir(0, 0, "/"))
     still_serves(store)
 
@@ -210,3 +210,34 @@ def test_many_bad_clients_at_once_do_not_stop_a_good_one(cluster: Cluster, store
     for t in threads:
         t.join()
     still_serves(store)
+
+
+def fake_server(reply: bytes) -> tuple[socket.socket, int]:
+    """A one-shot server that answers the first request with `reply` and hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(reply)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("reply", [
+    # a READ answer that promises 1000 bytes and brings 10, then the peer is gone
+    frames.HEADER.pack(frames.MAGIC, frames.VERSION, m.Op.READ, frames.RESPONSE, 0, 1, 1000) + b"x" * 10,
+    # an answer with the right id but another operation's opcode
+    frames.encode_response(m.Op.PING, 1, m.Pong(1, 1)),
+], ids=["cut-mid-data", "wrong-opcode"])
+def test_client_fails_cleanly_on_a_broken_datanode(reply: bytes) -> None:
+    from crailpy.transports.tcp import TcpEndpoint
+
+    listener, port = fake_server(reply)
+    endpoint = TcpEndpoint("127.0.0.1", port, 2.0, 5.0)
+    with pytest.raises((errors.Unreachable, errors.ProtocolError)):
+        endpoint.read(m.Block(1, 0), 0, memoryview(bytearray(1000))).result()
+    listener.close()

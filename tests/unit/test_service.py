@@ -9,7 +9,7 @@ from crailpy.protocol import messages as m
 from crailpy.protocol.messages import EXIST_OK, OVERWRITE, PARENTS, NodeType
 from crailpy.namenode.service import NamenodeService
 
-BS = 1024
+BS = 4096
 DIR, FILE, MULTI, TABLE = NodeType.DIRECTORY, NodeType.FILE, NodeType.MULTIFILE, NodeType.TABLE
 
 
