@@ -16,7 +16,7 @@ import threading
 from typing import Any, Sequence
 
 from crailpy.errors import CrailError, ProtocolError, Timeout, Unreachable, error_for
-from crailpy.netio import Buffer, SocketReader, send_all
+from crailpy.netio import Buffer, Closed, SocketReader, send_all
 from crailpy.protocol import frames, wire
 from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, Error
 
@@ -130,7 +130,7 @@ class Channel:
         if self.broken is None:
             if isinstance(exc, socket.timeout):
                 exc = Timeout(f"{self.peer} at {self.address[0]}:{self.address[1]} did not answer")
-            elif not isinstance(exc, CrailError):
+            elif isinstance(exc, Closed) or not isinstance(exc, CrailError):
                 exc = Unreachable(f"lost the connection to {self.peer} at "
                                   f"{self.address[0]}:{self.address[1]}: {exc}")
             self.broken = exc

@@ -76,7 +76,8 @@ def _run_until_signalled(start: Callable[[], Any], stop: Callable[[], None]) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
     start()
-    stopped.wait()
+    while not stopped.wait(0.5):  # a timed wait: a signal can be lost in an endless one
+        pass
     stop()
 
 
@@ -133,14 +134,17 @@ class Fs:
     def __init__(self, cfg: configuration.Config, address: str | None) -> None:
         self.cfg = cfg
         self.address = address
+        self._named: str | None = None  # the namenode a crail:// path named
         self._store: Store | None = None
 
     def path(self, target: str) -> str:
+        """The path of `target`; a crail:// target also chooses the namenode."""
         address, path = _split_target(target)
         if address is not None:
-            if self._store is not None and address != self._store.address:
+            opened = self._store.address if self._store is not None else None
+            if address != (self._named or opened or address):
                 raise InvalidArgument("all paths of one command must name the same namenode")
-            self.address = address
+            self._named = self.address = address
         return path
 
     @property
@@ -201,9 +205,9 @@ def mkdir(fs_obj: Fs, parents: bool, storage_class: str | None, table: bool, mul
     for target in paths:
         path = fs_obj.path(target)
         if table:
-            fs_obj.store.create_table(path, exist_ok=parents)
+            fs_obj.store.create_table(path, parents=parents)
         elif multifile:
-            fs_obj.store.create_multifile(path, storage_class, exist_ok=parents)
+            fs_obj.store.create_multifile(path, storage_class, parents=parents)
         else:
             fs_obj.store.mkdir(path, parents=parents, storage_class=storage_class)
 
@@ -284,8 +288,9 @@ def put(fs_obj: Fs, force: bool, storage_class: str | None, sources: tuple[str, 
             _put_file(store, source, target, force, storage_class)
 
 
-def _get_file(store: Store, remote: str, local: str) -> None:
-    with store.open(remote) as reader:
+def _get_file(store: Store, remote: str, local: str, kind: str) -> None:
+    """Copy a file, or the stream of a multifile's parts, to `local` (- for stdout)."""
+    with store.open_multifile(remote) if kind == "multifile" else store.open(remote) as reader:
         out = sys.stdout.buffer if local == "-" else open(local, "wb")
         try:
             _copy(reader, out.write, reader.size, os.path.basename(remote))
@@ -314,15 +319,10 @@ def get(fs_obj: Fs, source: str, dest: str) -> None:
             local = os.path.join(dest, os.path.relpath(entry.path, path))
             if entry.type in ("directory", "table"):
                 os.makedirs(local, exist_ok=True)
-            elif entry.type == "file":
-                _get_file(store, entry.path, local)
+            else:
+                _get_file(store, entry.path, local, entry.type)
         return
-    if status.type == "multifile":
-        reader = store.open_multifile(path)
-        with (sys.stdout.buffer if dest == "-" else open(dest, "wb")) as out:
-            _copy(reader, out.write, reader.size, os.path.basename(path))
-        return
-    _get_file(store, path, dest)
+    _get_file(store, path, dest, status.type)
 
 
 @fs.command()
@@ -332,11 +332,7 @@ def cat(fs_obj: Fs, paths: tuple[str, ...]) -> None:
     """Print files (and multifiles) to stdout."""
     for target in paths:
         path = fs_obj.path(target)
-        status = fs_obj.store.stat(path)
-        reader = (fs_obj.store.open_multifile(path) if status.type == "multifile"
-                  else fs_obj.store.open(path))
-        _copy(reader, sys.stdout.buffer.write, None, path)
-    sys.stdout.buffer.flush()
+        _get_file(fs_obj.store, path, "-", fs_obj.store.stat(path).type)
 
 
 @fs.command()
@@ -346,7 +342,8 @@ def cat(fs_obj: Fs, paths: tuple[str, ...]) -> None:
 def rm(fs_obj: Fs, recursive: bool, paths: tuple[str, ...]) -> None:
     """Remove files, and with -r directories."""
     for target in paths:
-        fs_obj.store.delete(fs_obj.path(target), recursive=recursive)
+        path = fs_obj.path(target)
+        fs_obj.store.delete(path, recursive=recursive)
 
 
 @fs.command()

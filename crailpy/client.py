@@ -7,15 +7,16 @@ talked to; it is safe to share between threads. Paths are absolute, as in
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from crailpy import config as configuration
 from crailpy.channel import Channel
 from crailpy.errors import BlockLost, InvalidArgument, Unreachable, WrongType
-from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view
+from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view, get_many, put_many
 from crailpy.netio import parse_address
 from crailpy.protocol import messages as m
 from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, NodeType
@@ -115,15 +116,18 @@ class Store:
 
     def mkdir(self, path: str, parents: bool = False, exist_ok: bool = False,
               storage_class: str | int | None = None, location_class: int | None = None) -> None:
-        flags = (PARENTS | EXIST_OK if parents else 0) | (EXIST_OK if exist_ok else 0)
-        self._create(path, NodeType.DIRECTORY, storage_class, location_class, flags)
+        self._create(path, NodeType.DIRECTORY, storage_class, location_class,
+                     _container_flags(exist_ok, parents))
 
-    def create_table(self, path: str, exist_ok: bool = False) -> None:
-        self._create(path, NodeType.TABLE, None, None, EXIST_OK if exist_ok else 0)
+    def create_table(self, path: str, exist_ok: bool = False, parents: bool = False) -> None:
+        """A table: keys are its files, made by `put`; `parents` implies `exist_ok`, as mkdir -p."""
+        self._create(path, NodeType.TABLE, None, None, _container_flags(exist_ok, parents))
 
     def create_multifile(self, path: str, storage_class: str | int | None = None,
-                         exist_ok: bool = False) -> None:
-        self._create(path, NodeType.MULTIFILE, storage_class, None, EXIST_OK if exist_ok else 0)
+                         exist_ok: bool = False, parents: bool = False) -> None:
+        """A multifile: many writers append parts (`append_part`), a reader streams them all."""
+        self._create(path, NodeType.MULTIFILE, storage_class, None,
+                     _container_flags(exist_ok, parents))
 
     def create(self, path: str, storage_class: str | int | None = None,
                location_class: int | None = None, overwrite: bool = False,
@@ -203,6 +207,35 @@ class Store:
         with self.open(path) as f:
             return f.read()
 
+    # ---- many at once ----
+
+    def pipeline(self, requests: Iterable[Any], inflight: int = 64) -> list[Any]:
+        """Send namenode requests (`crailpy.protocol.messages`) with up to `inflight` of them
+        in flight on one connection; the replies, in request order. The first error raises."""
+        channel = self._channel()
+        window: collections.deque = collections.deque()
+        out = []
+        for request in requests:
+            window.append(channel.submit(request))
+            if len(window) >= inflight:
+                out.append(window.popleft().result())
+        out.extend(p.result() for p in window)
+        return out
+
+    def stat_many(self, paths: list[str], inflight: int = 64) -> list[FileStatus]:
+        replies = self.pipeline((m.Lookup(0, p) for p in paths), inflight)
+        return [self._status(p, r.info) for p, r in zip(paths, replies)]
+
+    def delete_many(self, paths: list[str], recursive: bool = False, inflight: int = 64) -> None:
+        self.pipeline((m.Delete(int(recursive), p) for p in paths), inflight)
+
+    def put_many(self, items: dict[str, Any], inflight: int = 64) -> None:
+        """`put` of every path -> value, creates, writes and commits each pipelined."""
+        put_many(self, items, inflight)
+
+    def get_many(self, paths: list[str], inflight: int = 64) -> list[bytes]:
+        return get_many(self, paths, inflight)
+
     # ---- futures ----
 
     def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future:
@@ -278,6 +311,10 @@ class Store:
             datanode, _ = reader._location(index)
             out.append((index, f"{datanode.host}:{datanode.port}", names[datanode.storage_class]))
         return out
+
+
+def _container_flags(exist_ok: bool, parents: bool) -> int:
+    return (PARENTS | EXIST_OK if parents else 0) | (EXIST_OK if exist_ok else 0)
 
 
 def _class_or_any(value: int | None) -> int:

@@ -23,18 +23,18 @@ START_TIMEOUT = 20.0
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (exited, not yet reaped) does not."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours is not running: reap it.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reaps it if it is our child
+        if done:
+            return False
     except ChildProcessError:
-        return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _spawn(state: Path, name: str, args: list[str]) -> int:

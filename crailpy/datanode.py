@@ -133,7 +133,7 @@ class Datanode:
         reply = self._namenode.call(m.Register(self.storage_class, cfg.datanode.location_class,
                                                m.Transport.TCP, self.server.port,
                                                self.store.capacity, host))
-        self.id = reply.datanode
+        self.id, self._key = reply.datanode, reply.key
         self.heartbeat_interval = reply.heartbeat_ms / 1000
         log.info("datanode %d (%s, %d bytes) serving on %s:%d", self.id, cfg.datanode.tier,
                  self.store.capacity, host, self.server.port)
@@ -146,7 +146,7 @@ class Datanode:
                     self._namenode = Channel(parse_address(cfg.namenode.address),
                                              cfg.client.connect_timeout, cfg.client.io_timeout,
                                              "namenode")
-                self._namenode.call(m.Heartbeat(self.id))
+                self._namenode.call(m.Heartbeat(self.id, self._key))
             except Stale:
                 # Declared dead, or the namenode restarted: what we hold is lost to it anyway.
                 log.warning("the namenode does not know datanode %d; registering again", self.id)

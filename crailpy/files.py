@@ -12,7 +12,7 @@ import collections
 import io
 from typing import TYPE_CHECKING, Any, Iterator
 
-from crailpy.errors import BlockLost, InvalidArgument, Stale
+from crailpy.errors import BlockLost, InvalidArgument, Stale, WrongType
 from crailpy.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ class Writer(io.BufferedIOBase):
     Leaving a `with` block on an exception aborts instead: the file never appears.
     """
 
-    def __init__(self, store: "Store", path: str, created: m.Created) -> None:
+    def __init__(self, store: "Store", path: str, created: m.Created,
+                 window: "_Window | None" = None) -> None:
         self._store = store
         self.path = path
         self._info = created.info
@@ -75,7 +76,7 @@ class Writer(io.BufferedIOBase):
         self._add_blocks(created.datanodes, created.blocks)
         self._pos = 0
         self._buf = bytearray()
-        self._window = _Window(store.config.client.inflight)
+        self._window = window or _Window(store.config.client.inflight)
         self._done = False
 
     def writable(self) -> bool:
@@ -141,8 +142,8 @@ class Writer(io.BufferedIOBase):
         done = 0
         while done < len(view):
             index, offset = divmod(self._pos, self._bs)
-            if index >= len(self._blocks):
-                self._allocate(index, len(view) - done)
+            while index >= len(self._blocks):  # the namenode may give fewer than asked
+                self._allocate(len(view) - done)
             datanode, block = self._blocks[index]
             chunk = view[done : done + min(self._bs - offset, len(view) - done)]
             endpoint = self._store._endpoint(datanode, self.path, index)
@@ -150,7 +151,7 @@ class Writer(io.BufferedIOBase):
             done += len(chunk)
             self._pos += len(chunk)
 
-    def _allocate(self, index: int, remaining: int) -> None:
+    def _allocate(self, remaining: int) -> None:
         """Ask for the blocks this write needs, and a few more ahead of need."""
         want = max(self._store.config.client.alloc_ahead, -(-remaining // self._bs))
         reply = self._store._call(m.AllocBlocks(self._info.id, self._token, min(want, 4096)))
@@ -224,9 +225,14 @@ class Reader(io.BufferedIOBase):
             start = 0
         dest[:] = memoryview(self._ahead)[start : start + len(dest)]
 
-    def pread(self, dest: memoryview, position: int) -> None:
-        """Fill `dest` from `position`, every block transfer in flight at once (up to the window)."""
-        window = _Window(self._store.config.client.inflight)
+    def pread(self, dest: memoryview, position: int, window: "_Window | None" = None) -> None:
+        """Fill `dest` from `position`, every block transfer in flight at once (up to the window).
+
+        With a `window` shared by several readers the transfers join it and the
+        caller drains it; otherwise this returns once `dest` is full.
+        """
+        shared = window is not None
+        window = window or _Window(self._store.config.client.inflight)
         done = 0
         while done < len(dest):
             index, offset = divmod(position + done, self._bs)
@@ -235,7 +241,8 @@ class Reader(io.BufferedIOBase):
             endpoint = self._store._endpoint(datanode, self.path, index)
             window.add(endpoint.read(block, offset, chunk), _expect(len(chunk), self.path))
             done += len(chunk)
-        window.drain()
+        if not shared:
+            window.drain()
 
     def _location(self, index: int) -> tuple[m.DatanodeInfo, m.Block]:
         location = self._locations.get(index)
@@ -326,3 +333,40 @@ class MultifileReader(io.BufferedIOBase):
         return bytes(out[:n])
 
     read1 = read
+
+
+def put_many(store: "Store", items: dict[str, Any], inflight: int) -> None:
+    """Put many objects with every stage pipelined: creates, block writes, commits."""
+    views = [(path, as_bytes_view(value)) for path, value in items.items()]
+    created = store.pipeline((m.Create(m.NodeType.FILE, m.ANY_CLASS, m.ANY_CLASS, m.OVERWRITE,
+                                       len(view), path) for path, view in views), inflight)
+    window = _Window(inflight)
+    writers = [Writer(store, path, c, window) for (path, _), c in zip(views, created)]
+    try:
+        for writer, (_, view) in zip(writers, views):
+            writer._send(view)
+        window.drain()
+        store.pipeline((m.Commit(w._info.id, w._token, w.tell()) for w in writers), inflight)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    for writer in writers:
+        writer._done = True
+
+
+def get_many(store: "Store", paths: list[str], inflight: int) -> list[bytes]:
+    """Get many objects: lookups pipelined, then every block transfer in one window."""
+    located = store.pipeline((m.Lookup(store.config.client.lookup_blocks, p) for p in paths),
+                             inflight)
+    window = _Window(inflight)
+    out = []
+    for path, found in zip(paths, located):
+        if found.info.type != m.NodeType.FILE:
+            raise WrongType(f"{path} is not a file")
+        buf = bytearray(found.info.size)
+        Reader(store, path, found.info, found.datanodes, found.blocks).pread(
+            memoryview(buf), 0, window)
+        out.append(buf)
+    window.drain()
+    return [bytes(b) for b in out]

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
+source scripts/system-packages.sh
+ensure_system_packages redis-server
 ensure_venv
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[test]'
 set +e

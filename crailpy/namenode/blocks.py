@@ -9,6 +9,7 @@ when the namespace holds millions of files.
 from __future__ import annotations
 
 import itertools
+import secrets
 from dataclasses import dataclass, field
 
 from crailpy.errors import NoSpace
@@ -35,6 +36,7 @@ class Datanode:
     transports: int
     blocks: int  # how many blocks its region holds
     last_heartbeat: float
+    key: int = field(default_factory=lambda: secrets.randbits(63) | 1)  # proves a heartbeat's sender
     alive: bool = True
     next_unused: int = 0  # blocks below this were handed out at least once
     free: list[int] = field(default_factory=list)  # freed block numbers, reused first
@@ -59,7 +61,9 @@ class BlockAllocator:
         self.block_size = block_size
         self.class_names = class_names
         self.datanodes: dict[int, Datanode] = {}
-        self._ids = itertools.count(1)
+        # Ids start anywhere, so that a restarted namenode does not give a datanode an id
+        # that clients may still hold for another one.
+        self._ids = itertools.count(secrets.randbelow(1 << 30) + 1)
         self._cursor = [0] * len(class_names)  # round-robin position per class
 
     def register(self, host: str, port: int, storage_class: int, location_class: int,
@@ -69,10 +73,10 @@ class BlockAllocator:
         self.datanodes[node.id] = node
         return node
 
-    def heartbeat(self, datanode: int, now: float) -> bool:
-        """Record a heartbeat; False if the datanode is unknown or was declared dead."""
+    def heartbeat(self, datanode: int, key: int, now: float) -> bool:
+        """Record a heartbeat; False if the datanode is unknown, dead, or not the one registered."""
         node = self.datanodes.get(datanode)
-        if node is None or not node.alive:
+        if node is None or not node.alive or node.key != key:
             return False
         node.last_heartbeat = now
         return True
@@ -86,8 +90,11 @@ class BlockAllocator:
             self._forget_if_empty(node)
         return dead
 
-    def allocate(self, storage_class: int, location_class: int, count: int) -> list[int]:
-        """`count` blocks of `storage_class`, or of the next class with room."""
+    def allocate(self, storage_class: int, location_class: int, count: int,
+                 minimum: int | None = None) -> list[int]:
+        """Up to `count` blocks, and at least `minimum` (default: all), of `storage_class`
+        or, where it is full, of the classes after it."""
+        minimum = count if minimum is None else minimum
         out: list[int] = []
         for cls in range(storage_class, len(self.class_names)):
             while len(out) < count:
@@ -95,8 +102,8 @@ class BlockAllocator:
                 if node is None:
                     break
                 out.append(pack(node.id, node.take()))
-            if len(out) == count:
-                return out
+        if len(out) >= minimum:
+            return out
         self.free(out)
         wanted = self.class_names[storage_class]
         raise NoSpace(f"no free block in storage class {wanted!r} or any class after it")

@@ -137,7 +137,7 @@ class NamenodeService:
         if not 0 < req.count <= MAX_BLOCKS_PER_REPLY:
             raise InvalidArgument(f"can allocate 1 to {MAX_BLOCKS_PER_REPLY} blocks at once")
         node = open_file.node
-        new = self.alloc.allocate(node.storage_class, node.location_class, req.count)
+        new = self.alloc.allocate(node.storage_class, node.location_class, req.count, minimum=1)
         first = len(node.blocks)
         node.blocks.extend(new)
         datanodes, blocks = self._locate(new)
@@ -234,10 +234,10 @@ class NamenodeService:
             raise InvalidArgument(f"capacity {req.capacity} is below one block ({self.block_size})")
         node = self.alloc.register(req.host, req.port, req.storage_class, req.location_class,
                                    req.transports, req.capacity, time.monotonic())
-        return m.Registered(node.id, int(self.heartbeat_interval * 1000))
+        return m.Registered(node.id, int(self.heartbeat_interval * 1000), node.key)
 
     def heartbeat(self, req: m.Heartbeat, session: int) -> m.Empty:
-        if not self.alloc.heartbeat(req.datanode, time.monotonic()):
+        if not self.alloc.heartbeat(req.datanode, req.key, time.monotonic()):
             raise Stale(f"datanode {req.datanode} is unknown or was declared dead; register again")
         return m.Empty()
 
@@ -272,7 +272,7 @@ class NamenodeService:
         count = min(-(-reserve // self.block_size), MAX_BLOCKS_PER_REPLY)
         cls = parent.storage_class if storage_class == ANY_CLASS else storage_class
         loc = parent.location_class if location_class == ANY_CLASS else location_class
-        blocks = self.alloc.allocate(cls, loc, count) if count else []
+        blocks = self.alloc.allocate(cls, loc, count, minimum=0)  # a hint: what is free
         node = self._new_node(name, parent, NodeType.FILE, cls, loc)
         node.blocks.extend(blocks)
         token = secrets.randbits(63) | 1  # never 0, and a positive signed 64-bit number

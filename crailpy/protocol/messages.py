@@ -285,11 +285,13 @@ class Register:
 class Registered:
     datanode: U32
     heartbeat_ms: U32
+    key: U64  # sent with every heartbeat: an id alone may be another datanode's after a restart
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     datanode: U32
+    key: U64
 
 
 # ---- TCP data transport (datanodes) ----

@@ -272,3 +272,17 @@ def test_multifile_reader_pages_parts_and_keeps_its_snapshot(
     assert reader.read() == b"0" + b"11" + b"222" + b"3333" + b"44444"
     assert store.open_multifile("/m").read().endswith(b"late")
     assert store.stat("/m").size == 15 + 4
+
+
+def test_many_at_once(store: crailpy.Store) -> None:
+    store.mkdir("/many")
+    items = {f"/many/k{i}": os.urandom(i * 997 % (3 * BLOCK)) for i in range(150)}
+    store.put_many(items, inflight=16)
+    assert store.get_many(list(items), inflight=16) == list(items.values())
+    assert [s.size for s in store.stat_many(list(items))] == [len(v) for v in items.values()]
+    store.delete_many(list(items)[:100])
+    assert len(store.list("/many")) == 50
+    with pytest.raises(FileNotFoundError):
+        store.get_many(["/many/k120", "/many/k1"])
+    assert sum(c.used for c in store.usage()[0]) == sum(
+        -(-len(v) // BLOCK) * BLOCK for v in list(items.values())[100:])

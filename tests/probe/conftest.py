@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -31,7 +31,6 @@ DEAD_AFTER = 1.5
 START_TIMEOUT = 15.0
 CLI_TIMEOUT = 60.0
 
-_SERVING = re.compile(r"datanode (\d+) \((\w+), (\d+) bytes\) serving on ([\w.:\[\]-]+):(\d+)")
 
 
 def child_env() -> dict[str, str]:
@@ -74,6 +73,34 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports process `pid` listens on (its socket inodes matched against /proc/net/tcp)."""
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def pid_running(pid: int) -> bool:
     """True if `pid` exists and is not a zombie."""
     try:
@@ -97,7 +124,7 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 def run_cli(*args: str, input: bytes | None = None, timeout: float = CLI_TIMEOUT,
             cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """`python -m crailpy ARGS` with bytes in and out, bounded in time."""
-    return subprocess.run([sys.executable, "-m", "crailpy", *args], input=input,
+    return subprocess.run([sys.executable, "-m", "crailpy", *args], input=input, check=False,
                           capture_output=True, timeout=timeout, env=child_env(), cwd=cwd,
                           stdin=None if input is not None else subprocess.DEVNULL)
 
@@ -145,18 +172,15 @@ class ProbeCluster:
 
     def _spawn(self, name: str, args: list[str]) -> Proc:
         log = self.root / f"{name}.log"
-        out = open(log, "ab")
-        try:
+        with open(log, "ab") as out:
             popen = subprocess.Popen([sys.executable, "-m", "crailpy", *args], stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=child_env(), start_new_session=True)
-        finally:
-            out.close()
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
 
-    def start_namenode(self, attempts: int = 5) -> "ProbeCluster":
+    def start_namenode(self, attempts: int = 5) -> ProbeCluster:
         last = ""
         for attempt in range(attempts):
             port = free_port()
@@ -167,7 +191,11 @@ class ProbeCluster:
                 args += ["--block-size", self.block_size]
             proc = self._spawn(f"namenode-{attempt}", args)
             deadline = time.monotonic() + START_TIMEOUT
+            # Ours must be the process listening there (another may have taken the port).
             while time.monotonic() < deadline and proc.popen.poll() is None:
+                if port not in listening_ports(proc.pid):
+                    time.sleep(0.02)
+                    continue
                 try:
                     crailpy.connect(address, client_config(connect_timeout=0.5)).close()
                 except (ConnectionError, TimeoutError, crailpy.CrailError):
@@ -179,37 +207,57 @@ class ProbeCluster:
             self.terminate(proc)
         pytest.fail(f"the namenode did not start in {attempts} attempts: {last[-2000:]}")
 
-    def add_datanodes(self, *specs: tuple[str, str]) -> list[Proc]:
-        """Start datanodes (tier, capacity) at once and wait until all registered."""
+    def restart_namenode(self) -> Proc:
+        """A new, empty namenode on the address of the old one (which must be gone)."""
+        assert self.namenode is not None and self.namenode.popen.poll() is not None
+        args = ["namenode", "--address", self.address, "--heartbeat-interval", str(self.heartbeat),
+                "--dead-after", str(self.dead_after)]
+        if self.block_size:
+            args += ["--block-size", self.block_size]
+        proc = self._spawn(f"namenode-restarted-{self._counter}", args)
+        self._counter += 1
+
+        def up() -> bool:
+            if proc.popen.poll() is not None:
+                pytest.fail(f"the restarted namenode exited: {proc.log_text()[-2000:]}")
+            crailpy.connect(self.address, client_config(connect_timeout=0.5)).close()
+            return True
+        wait_for(up, START_TIMEOUT, "the restarted namenode to answer")
+        self.namenode = proc
+        return proc
+
+    def add_datanodes(self, *specs: tuple[str, ...]) -> list[Proc]:
+        """Start datanodes (tier, capacity, *more flags) at once; wait until all registered."""
         started = []
-        for tier, capacity in specs:
+        for tier, capacity, *more in specs:
             self._counter += 1
             name = f"datanode-{tier}-{self._counter}"
-            args = ["datanode", "--tier", tier, "--capacity", capacity, "--namenode", self.address]
+            args = ["datanode", "--tier", tier, "--capacity", capacity, "--namenode", self.address,
+                    *more]
             if tier == "file":
                 args += ["--path", str(self.root / f"flash-{self._counter}.img")]
             proc = self._spawn(name, args)
             proc.tier = tier
             started.append(proc)
+        store = self.connect()
         for proc in started:
-            wait_for(lambda p=proc: self._registered(p), START_TIMEOUT,
-                     f"{proc.name} to register ({proc.log_text()[-500:]!r})")
-        with self.connect() as store:
-            _, nodes = store.usage()
-        alive = {n.address for n in nodes if n.alive}
-        for proc in started:
-            assert proc.address in alive, f"{proc.name} at {proc.address} not in usage(): {nodes}"
+            wait_for(lambda p=proc: self._registered(p, store), START_TIMEOUT,
+                     f"{proc.name} to register")
         return started
 
-    def _registered(self, proc: Proc) -> bool:
+    def _registered(self, proc: Proc, store: crailpy.Store) -> bool:
+        """True once the namenode lists `proc` (by the port it listens on) as alive."""
         if proc.popen.poll() is not None:
             pytest.fail(f"{proc.name} exited with {proc.popen.returncode}: {proc.log_text()[-2000:]}")
-        match = _SERVING.search(proc.log_text())
-        if not match:
+        ports = listening_ports(proc.pid)
+        if not ports:
             return False
-        proc.datanode_id = int(match.group(1))
-        proc.address = f"{match.group(4)}:{match.group(5)}"
-        return True
+        _, nodes = store.usage()
+        for node in nodes:
+            if node.alive and int(node.address.rsplit(":", 1)[1]) in ports:
+                proc.address, proc.datanode_id = node.address, node.id
+                return True
+        return False
 
     @property
     def datanodes(self) -> list[Proc]:
@@ -286,7 +334,7 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cal
     """A factory: make_cluster(("dram", "8MiB"), ("file", "16MiB"), block_size=...)."""
     clusters: list[ProbeCluster] = []
 
-    def make(*datanodes: tuple[str, str], block_size: str | None = None) -> ProbeCluster:
+    def make(*datanodes: tuple[str, ...], block_size: str | None = None) -> ProbeCluster:
         root = tmp_path / f"cluster-{len(clusters)}"
         root.mkdir()
         cluster = ProbeCluster(root, block_size=block_size)

@@ -76,6 +76,13 @@ def test_mkdir_table_and_multifile(shared_cluster: ProbeCluster) -> None:
     ok(c.fs("mkdir", "-p", "--multifile", "/kinds/m"))
 
 
+def test_mkdir_p_makes_parents_of_tables_and_multifiles(shared_cluster: ProbeCluster) -> None:
+    c = shared_cluster
+    ok(c.fs("mkdir", "-p", "--table", "/mkp/a/t"))
+    ok(c.fs("mkdir", "-p", "--multifile", "/mkp/b/m"))
+    assert "type: multifile" in out(ok(c.fs("stat", "/mkp/b/m")))
+
+
 # ---- moving bytes ----
 
 def test_put_and_get_a_file(shared_cluster: ProbeCluster, tmp_path: Path) -> None:
@@ -99,7 +106,7 @@ def test_put_and_get_a_file(shared_cluster: ProbeCluster, tmp_path: Path) -> Non
     # put into an existing remote directory does the same
     ok(c.fs("mkdir", "/pg/dir"))
     ok(c.fs("put", str(src), "/pg/dir"))
-    assert "size: %d bytes" % len(data) in out(ok(c.fs("stat", "/pg/dir/src.bin")))
+    assert f"size: {len(data)} bytes" in out(ok(c.fs("stat", "/pg/dir/src.bin")))
 
     # an empty file survives the round trip
     empty = tmp_path / "empty"
@@ -203,7 +210,21 @@ def test_cat_and_get_of_a_multifile(shared_cluster: ProbeCluster, tmp_path: Path
     assert ok(c.fs("cat", "/mf")).stdout == whole
     ok(c.fs("get", "/mf", str(tmp_path / "mf")))
     assert (tmp_path / "mf").read_bytes() == whole
-    assert out(ok(c.fs("du", "/mf"))).split() == [str(len(whole)), "/mf"]
+
+
+def test_du_and_stat_count_multifile_bytes(shared_cluster: ProbeCluster) -> None:
+    c = shared_cluster
+    ok(c.fs("mkdir", "/mfdu"))
+    ok(c.fs("mkdir", "--multifile", "/mfdu/m"))
+    with c.connect() as store:
+        for part in (b"a" * 1000, b"b" * 3000):
+            with store.append_part("/mfdu/m") as w:
+                w.write(part)
+        assert store.open_multifile("/mfdu/m").size == 4000  # the parts are there
+    assert out(ok(c.fs("du", "/mfdu"))).split() == ["4000", "/mfdu"]
+    assert out(ok(c.fs("du", "/mfdu/m"))).split() == ["4000", "/mfdu/m"]
+    assert "size: 4000 bytes" in out(ok(c.fs("stat", "/mfdu/m")))
+    assert ls_names(c, "-l", "/mfdu")[0].split()[:2] == ["m", "4000"]
 
 
 # ---- listing and looking ----
@@ -287,14 +308,14 @@ def test_stat_shows_size_and_block_locations(shared_cluster: ProbeCluster) -> No
     assert f"size: {3 * MiB + 1} bytes" in text
     assert "storage class: dram" in text
     assert "blocks: 4" in text
-    locations = re.findall(r"^\s+(\d+) on (\S+) \((\w+), tcp\)$", text, re.M)
+    locations = re.findall(r"^\s+(\d+) on (\S+) \((\w+), tcp\)$", text, re.MULTILINE)
     assert sum(int(n) for n, _, _ in locations) == 4
     assert {cls for _, _, cls in locations} == {"dram"}
     assert {addr for _, addr, _ in locations} <= _datanode_addresses(c, "dram")
 
     text = out(ok(c.fs("stat", "/st/flash")))
     assert "storage class: flash" in text and "blocks: 2" in text
-    locations = re.findall(r"^\s+(\d+) on (\S+) \((\w+), tcp\)$", text, re.M)
+    locations = re.findall(r"^\s+(\d+) on (\S+) \((\w+), tcp\)$", text, re.MULTILINE)
     assert [(int(n), addr, cls) for n, addr, cls in locations] == [
         (2, *_datanode_addresses(c, "file"), "flash")]
 
@@ -340,16 +361,27 @@ def test_crail_urls_name_the_namenode(shared_cluster: ProbeCluster, tmp_path: Pa
     ok(run_cli("fs", "get", c.url("/url/dir/f"), str(tmp_path / "g")))
     assert (tmp_path / "g").read_bytes() == data
     ok(run_cli("fs", "mv", c.url("/url/dir/f"), c.url("/url/dir/h")))
-    ok(run_cli("fs", "rm", "-r", c.url("/url")))
-    assert "no such file" in one_line_error(c.fs("stat", "/url"))
+    assert ls_names(c, "/url/dir") == ["/url/dir/h"]
+    assert out(ok(run_cli("fs", "du", c.url("/url")))).split() == [str(len(data)), "/url"]
     # With --namenode pointing elsewhere, the path's own address wins.
     ok(run_cli("fs", "--namenode", f"127.0.0.1:{unused_port()}", "mkdir", c.url("/url2")))
     assert ls_names(c, "/url2") == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `fs mv` with paths naming two different namenodes "
-                   "is not refused: Fs.path only compares addresses once the store is open, so "
-                   "the second path's namenode silently takes both operands")
+def test_rm_with_crail_url(shared_cluster: ProbeCluster, tmp_path: Path) -> None:
+    c = shared_cluster
+    ok(c.fs("mkdir", "-p", "/rmurl/dir"))
+    ok(c.fs("put", "-", "/rmurl/dir/f", input=b"x"))
+    # The configured namenode is one that is not running, so that a command that talks
+    # to it instead of the one in the path cannot touch anybody's data.
+    conf = tmp_path / "elsewhere.toml"
+    conf.write_text(f'[namenode]\naddress = "127.0.0.1:{unused_port()}"\n')
+    ok(run_cli("--conf", str(conf), "fs", "ls", c.url("/rmurl")))  # other commands manage
+    ok(run_cli("--conf", str(conf), "fs", "rm", c.url("/rmurl/dir/f")))
+    ok(run_cli("--conf", str(conf), "fs", "rm", "-r", c.url("/rmurl")))
+    assert "no such file" in one_line_error(c.fs("stat", "/rmurl"))
+
+
 def test_mv_refuses_two_namenodes(shared_cluster: ProbeCluster) -> None:
     c = shared_cluster
     ok(c.fs("put", "-", "/twonn-src", input=b"payload"))
@@ -361,16 +393,13 @@ def test_mv_refuses_two_namenodes(shared_cluster: ProbeCluster) -> None:
     assert "same namenode" in line
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `fs get` of a directory silently skips multifiles "
-                   "inside it (cli.py get: only entry.type == 'file' is copied) and exits 0")
 def test_get_directory_copies_its_multifiles(shared_cluster: ProbeCluster, tmp_path: Path) -> None:
     c = shared_cluster
     ok(c.fs("mkdir", "-p", "/withmf"))
     ok(c.fs("put", "-", "/withmf/plain", input=b"plain"))
     ok(c.fs("mkdir", "--multifile", "/withmf/shuffle"))
-    with c.connect() as store:
-        with store.append_part("/withmf/shuffle") as w:
-            w.write(b"part bytes")
+    with c.connect() as store, store.append_part("/withmf/shuffle") as w:
+        w.write(b"part bytes")
     ok(c.fs("get", "/withmf", str(tmp_path / "copy")))
     copied = sorted(p.name for p in (tmp_path / "copy").iterdir())
     assert copied == ["plain", "shuffle"]

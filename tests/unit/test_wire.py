@@ -111,7 +111,7 @@ def test_string_length_past_the_end_and_bad_utf8() -> None:
 
 def test_trailing_bytes_are_refused() -> None:
     with pytest.raises(ProtocolError, match="trailing"):
-        wire.decode(m.Heartbeat, struct.pack("<IB", 1, 0))
+        wire.decode(m.Heartbeat, struct.pack("<IQB", 1, 2, 0))
 
 
 def test_oversized_string_cannot_be_encoded() -> None:

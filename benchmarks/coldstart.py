@@ -1,0 +1,37 @@
+"""Cold start: a new process imports the client, connects and reads one 1 KiB object;
+the whole process's wall time, crailpy against redis-py."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+from benchmarks import harness
+
+
+def _wall(code: str, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run(crail: harness.Crail, redis_port: int, runs: int) -> dict:
+    import redis
+
+    import crailpy
+
+    with crailpy.connect(crail.address) as store:
+        store.put("/cold", bytes(1024))
+    redis.Redis(port=redis_port).set("cold", bytes(1024))
+    crail_code = (f"import crailpy\nwith crailpy.connect('{crail.address}') as s:\n"
+                  f"    assert len(s.get('/cold')) == 1024")
+    redis_code = (f"import redis\nassert len(redis.Redis(port={redis_port}).get('cold')) == 1024")
+    bare = _wall("pass", runs)
+    crail_s, redis_s = _wall(crail_code, runs), _wall(redis_code, runs)
+    return {"bare interpreter ms": round(bare * 1e3, 1), "crailpy ms": round(crail_s * 1e3, 1),
+            "redis-py ms": round(redis_s * 1e3, 1), "vs redis": round(crail_s / redis_s, 2)}

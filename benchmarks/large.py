@@ -1,0 +1,151 @@
+"""Large objects: write and read throughput of crailpy against raw sockets and Redis.
+
+Each client process moves `volume` bytes per object size, as objects of that
+size, all clients starting together; throughput is all bytes over the time from
+the first start to the last end. The raw-socket anchor sends each object with
+`sendall` to a receiver process that takes it with `recv_into` and acknowledges
+it with one byte (a put is acknowledged too); Redis is SET and GET of the same
+objects through redis-py with hiredis.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+from benchmarks import harness
+
+
+def _payload(size: int) -> bytearray:
+    return bytearray(b"\x5a\xa5\x0f\xf0" * (size // 4)) + bytearray(size % 4)
+
+
+def _phases(barrier: Any, sizes: list[int], volume: int, write, read) -> dict:
+    """Time `write(size, i)` then `read(size, i)` for every object of every size."""
+    out = {}
+    for size in sizes:
+        count = max(1, volume // size)
+        barrier.wait()
+        t0 = time.perf_counter()
+        for i in range(count):
+            write(size, i)
+        t1 = time.perf_counter()
+        barrier.wait()
+        t2 = time.perf_counter()
+        for i in range(count):
+            read(size, i)
+        t3 = time.perf_counter()
+        out[size] = (count * size, t0, t1, t2, t3)
+    return out
+
+
+def crail_worker(barrier, results, address: str, sizes: list[int], volume: int, index: int) -> None:
+    try:
+        import crailpy
+
+        with crailpy.connect(address) as store:
+            store.mkdir(f"/large/c{index}", parents=True)
+            buffers = {s: _payload(s) for s in sizes}
+            into = {s: bytearray(s) for s in sizes}
+
+            def write(size: int, i: int) -> None:
+                with store.create(f"/large/c{index}/{size}-{i}", size_hint=size) as f:
+                    f.write(buffers[size])
+
+            def read(size: int, i: int) -> None:
+                path = f"/large/c{index}/{size}-{i}"
+                with store.open(path) as f:
+                    f.readinto(into[size])
+                store.delete(path)
+
+            results.put(_phases(barrier, sizes, volume, write, read))
+    except BaseException as exc:
+        results.put(exc)
+
+
+def redis_worker(barrier, results, port: int, sizes: list[int], volume: int, index: int) -> None:
+    try:
+        import redis
+
+        r = redis.Redis(port=port)
+        buffers = {s: bytes(_payload(s)) for s in sizes}
+
+        def write(size: int, i: int) -> None:
+            r.set(f"c{index}:{size}:{i}", buffers[size])
+
+        def read(size: int, i: int) -> None:
+            key = f"c{index}:{size}:{i}"
+            assert len(r.get(key)) == size
+            r.delete(key)
+
+        results.put(_phases(barrier, sizes, volume, write, read))
+    except BaseException as exc:
+        results.put(exc)
+
+
+def _receiver(ports, sizes: list[int], volume: int) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    ports.put(listener.getsockname()[1])
+    conn, _ = listener.accept()
+    buf = memoryview(bytearray(max(sizes)))
+    for size in sizes:
+        for _ in range(2 * max(1, volume // size)):  # the write phase, then the read phase
+            got = 0
+            while got < size:
+                got += conn.recv_into(buf[got:size])
+            conn.sendall(b"k")
+    conn.close()
+
+
+def socket_worker(barrier, results, sizes: list[int], volume: int, index: int) -> None:
+    """One sender process; its receiver is a child process of its own."""
+    try:
+        ports = harness.SPAWN.Queue()
+        receiver = harness.SPAWN.Process(target=_receiver, args=(ports, sizes, volume))
+        receiver.start()
+        sock = socket.create_connection(("127.0.0.1", ports.get(timeout=30)))
+        buffers = {s: _payload(s) for s in sizes}
+        ack = bytearray(1)
+
+        def send(size: int, i: int) -> None:
+            sock.sendall(buffers[size])
+            sock.recv_into(ack)
+
+        results.put(_phases(barrier, sizes, volume, send, send))
+        receiver.join()
+    except BaseException as exc:
+        results.put(exc)
+
+
+def _aggregate(per_worker: list[dict], size: int) -> tuple[float, float]:
+    """(write, read) throughput in MB/s over all workers for one size."""
+    total = sum(w[size][0] for w in per_worker)
+    write = total / (max(w[size][2] for w in per_worker) - min(w[size][1] for w in per_worker))
+    read = total / (max(w[size][4] for w in per_worker) - min(w[size][3] for w in per_worker))
+    return write / 1e6, read / 1e6
+
+
+def run(crail: harness.Crail, redis_port: int, sizes: list[int], volume: int,
+        clients: list[int]) -> list[dict]:
+    rows = []
+    for n in clients:
+        measured = {
+            "crailpy": harness.run_workers(crail_worker, [(crail.address, sizes, volume, i)
+                                                          for i in range(n)]),
+            "raw socket": harness.run_workers(socket_worker, [(sizes, volume, i) for i in range(n)]),
+            "redis": harness.run_workers(redis_worker, [(redis_port, sizes, volume, i)
+                                                        for i in range(n)]),
+        }
+        for size in sizes:
+            row: dict = {"clients": n, "size": size}
+            for system, per_worker in measured.items():
+                write, read = _aggregate(per_worker, size)
+                row[f"{system} write MB/s"] = round(write, 1)
+                row[f"{system} read MB/s"] = round(read, 1)
+            for op in ("write", "read"):
+                row[f"{op} vs raw socket"] = round(row[f"crailpy {op} MB/s"]
+                                                   / row[f"raw socket {op} MB/s"], 2)
+                row[f"{op} vs redis"] = round(row[f"crailpy {op} MB/s"] / row[f"redis {op} MB/s"], 2)
+            rows.append(row)
+    return rows
