@@ -13,12 +13,15 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from crailpy.errors import CrailError, ProtocolError, Timeout, Unreachable, error_for
 from crailpy.netio import Buffer, Closed, SocketReader, send_all
 from crailpy.protocol import frames, wire
 from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, Error
+
+if TYPE_CHECKING:
+    from crailpy.config import ClientConfig
 
 
 class Pending:
@@ -49,7 +52,7 @@ class Pending:
 
 class Channel:
     def __init__(self, address: tuple[str, int], connect_timeout: float, io_timeout: float,
-                 peer: str = "server") -> None:
+                 peer: str = "server", spin: float = 0.0, bulk: bool = False) -> None:
         self.address = address
         self.peer = peer
         try:
@@ -62,12 +65,20 @@ class Channel:
                               f"{exc.strerror or exc}") from None
         self.sock.settimeout(io_timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = SocketReader(self.sock)
+        self.reader = SocketReader(self.sock, spin=spin, greedy=not bulk)
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self.broken: BaseException | None = None
+
+    @classmethod
+    def for_client(cls, address: tuple[str, int], config: "ClientConfig", peer: str,
+                   bulk: bool = False) -> "Channel":
+        """A channel with the timeouts and spinning of the client configuration; a `bulk`
+        one (to a datanode) receives data straight into its destination buffers."""
+        return cls(address, config.connect_timeout, config.io_timeout, peer,
+                   config.spin_us / 1e6, bulk)
 
     def submit(self, msg: Any, data: Sequence[Buffer] = (), into: memoryview | None = None) -> Pending:
         """Send `msg` (followed by `data`); the answer is read when someone waits for it."""

@@ -74,9 +74,8 @@ class Store:
     def _channel(self) -> Channel:
         with self._lock:
             if self._namenode is None or self._namenode.broken is not None:
-                c = self.config.client
-                self._namenode = Channel(self._host_port, c.connect_timeout, c.io_timeout,
-                                         "namenode")
+                self._namenode = Channel.for_client(self._host_port, self.config.client,
+                                                    "namenode")
             return self._namenode
 
     def _endpoint(self, datanode: m.DatanodeInfo, path: str, index: int) -> TcpEndpoint:
@@ -87,10 +86,8 @@ class Store:
         with self._lock:
             endpoint = self._endpoints.get(key)
             if endpoint is None or endpoint.broken:
-                c = self.config.client
                 try:
-                    endpoint = TcpEndpoint(datanode.host, datanode.port, c.connect_timeout,
-                                           c.io_timeout)
+                    endpoint = TcpEndpoint(datanode.host, datanode.port, self.config.client)
                 except Unreachable as exc:
                     raise Unreachable(f"{path}: block {index}: {exc}") from None
                 self._endpoints[key] = endpoint

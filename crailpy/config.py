@@ -38,6 +38,7 @@ class NamenodeConfig:
     storage_classes: list[str] = field(default_factory=lambda: ["dram", "flash"])
     heartbeat_interval: float = 1.0
     dead_after: float = 5.0
+    spin_us: int = 50
 
 
 @dataclass
@@ -48,6 +49,7 @@ class DatanodeConfig:
     prefault: bool = True
     location_class: int = 0
     path: str = ""
+    spin_us: int = 50
 
 
 @dataclass
@@ -58,6 +60,7 @@ class ClientConfig:
     buffer_size: int = 64 << 10
     connect_timeout: float = 3.0
     io_timeout: float = 30.0
+    spin_us: int = 100
 
 
 @dataclass

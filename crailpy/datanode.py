@@ -102,7 +102,8 @@ class Datanode:
         self.config = config
         self.storage_class = classes.index(TIERS[dn.tier])
         host, port = parse_address(dn.address)
-        self.server = Server(host, port, DatanodeHandler(self), f"datanode-{dn.tier}")
+        self.server = Server(host, port, DatanodeHandler(self), f"datanode-{dn.tier}",
+                             dn.spin_us / 1e6, bulk=True)
         self.store: BlockStore = self._make_store(config)
         self.id = 0
         self._stopped = threading.Event()
@@ -124,9 +125,7 @@ class Datanode:
 
     def _register(self) -> None:
         cfg = self.config
-        if self._namenode is None or self._namenode.broken:
-            self._namenode = Channel(parse_address(cfg.namenode.address),
-                                     cfg.client.connect_timeout, cfg.client.io_timeout, "namenode")
+        self._connect_namenode()
         host = self.server.host
         if host in ("0.0.0.0", "::"):
             host = self._namenode.sock.getsockname()[0]
@@ -138,14 +137,15 @@ class Datanode:
         log.info("datanode %d (%s, %d bytes) serving on %s:%d", self.id, cfg.datanode.tier,
                  self.store.capacity, host, self.server.port)
 
+    def _connect_namenode(self) -> None:
+        if self._namenode is None or self._namenode.broken:
+            self._namenode = Channel.for_client(parse_address(self.config.namenode.address),
+                                                self.config.client, "namenode")
+
     def _heartbeat(self) -> None:
         while not self._stopped.wait(self.heartbeat_interval):
             try:
-                if self._namenode is None or self._namenode.broken:
-                    cfg = self.config
-                    self._namenode = Channel(parse_address(cfg.namenode.address),
-                                             cfg.client.connect_timeout, cfg.client.io_timeout,
-                                             "namenode")
+                self._connect_namenode()
                 self._namenode.call(m.Heartbeat(self.id, self._key))
             except Stale:
                 # Declared dead, or the namenode restarted: what we hold is lost to it anyway.

@@ -26,13 +26,17 @@ from crailpy.protocol import frames, wire
 log = logging.getLogger(__name__)
 
 
+SEND_TIMEOUT = 60.0  # seconds a client may leave its replies unread before it is dropped
+
+
 class Connection:
     """One client connection as a handler sees it: its reader and its reply queue."""
 
-    def __init__(self, sock: socket.socket, session: int) -> None:
+    def __init__(self, sock: socket.socket, session: int, spin: float, bulk: bool) -> None:
         self.sock = sock
         self.session = session
-        self.reader = SocketReader(sock)
+        sock.settimeout(SEND_TIMEOUT)
+        self.reader = SocketReader(sock, spin=spin, patient=True, greedy=not bulk)
         self._out: list[Buffer] = []
 
     def reply(self, header: frames.Header, msg: Any) -> None:
@@ -42,9 +46,11 @@ class Connection:
         self._out.append(frames.encode_error(header.opcode, header.request_id, status, message))
 
     def reply_data(self, header: frames.Header, msg: Any, data: Sequence[Buffer]) -> None:
-        """Reply with a body followed by `data`, sent from where it lies."""
-        self.reply_head(header, msg, sum(len(d) for d in data))
-        send_all(self.sock, data)
+        """Reply with a body followed by `data`, sent from where it lies, in one system call."""
+        length = sum(len(d) for d in data)
+        self._out.append(frames.encode_response(header.opcode, header.request_id, msg, length))
+        out, self._out = self._out, []
+        send_all(self.sock, [*out, *data])
 
     def reply_head(self, header: frames.Header, msg: Any, data_length: int) -> None:
         """Send a reply's header and body now; the caller sends its `data_length` bytes next."""
@@ -68,9 +74,13 @@ class Handler(Protocol):
 class Server:
     """Listens on `address` and serves each connection with `handler` in its own thread."""
 
-    def __init__(self, host: str, port: int, handler: Handler, name: str) -> None:
+    def __init__(self, host: str, port: int, handler: Handler, name: str,
+                 spin: float = 0.0, bulk: bool = False) -> None:
+        """`bulk`: requests carry data, which should go straight to where it belongs."""
         self.handler = handler
         self.name = name
+        self.spin = spin
+        self.bulk = bulk
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=512)
         self.host, self.port = self.listener.getsockname()[:2]
         self._sessions = itertools.count(1)
@@ -117,7 +127,7 @@ class Server:
             self._thread.join(timeout=5)
 
     def _serve(self, sock: socket.socket) -> None:
-        conn = Connection(sock, next(self._sessions))
+        conn = Connection(sock, next(self._sessions), self.spin, self.bulk)
         try:
             serve_connection(conn, self.handler.handle)
         except ConnectionAbortedError:

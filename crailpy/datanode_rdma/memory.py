@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import mmap
 
-from crailpy.netio import SocketReader, send_all
+from crailpy.netio import SocketReader
 from crailpy.protocol import frames
 from crailpy.protocol.messages import Data
 from crailpy.serving import Connection
@@ -25,8 +25,7 @@ class MemoryStore:
         self._view = memoryview(self._map)
 
     def send(self, conn: Connection, header: frames.Header, offset: int, length: int) -> None:
-        conn.reply_head(header, Data(), length)
-        send_all(conn.sock, [self._view[offset : offset + length]])
+        conn.reply_data(header, Data(), [self._view[offset : offset + length]])
 
     def receive(self, reader: SocketReader, offset: int, length: int) -> None:
         reader.readinto(self._view[offset : offset + length])

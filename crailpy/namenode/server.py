@@ -51,7 +51,8 @@ class Namenode:
         self.service = NamenodeService(nn.block_size, list(nn.storage_classes), nn.dead_after,
                                        nn.heartbeat_interval)
         host, port = parse_address(nn.address)
-        self.server = Server(host, port, NamenodeHandler(self.service), "namenode")
+        self.server = Server(host, port, NamenodeHandler(self.service), "namenode",
+                             nn.spin_us / 1e6)
         self.address = f"{self.server.host}:{self.server.port}"
         self._stopped = threading.Event()
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from crailpy.channel import Channel, Pending
+from crailpy.config import ClientConfig
 from crailpy.protocol.messages import Block, Read, Write
 
 
 class TcpEndpoint:
     name = "tcp"
 
-    def __init__(self, host: str, port: int, connect_timeout: float, io_timeout: float) -> None:
-        self.channel = Channel((host, port), connect_timeout, io_timeout, "datanode")
+    def __init__(self, host: str, port: int, config: ClientConfig) -> None:
+        self.channel = Channel.for_client((host, port), config, "datanode", bulk=True)
 
     def write(self, block: Block, offset: int, data: memoryview) -> Pending:
         return self.channel.submit(Write(block.datanode, block.offset + offset), [data])

@@ -234,10 +234,11 @@ def fake_server(reply: bytes) -> tuple[socket.socket, int]:
     frames.encode_response(m.Op.PING, 1, m.Pong(1, 1)),
 ], ids=["cut-mid-data", "wrong-opcode"])
 def test_client_fails_cleanly_on_a_broken_datanode(reply: bytes) -> None:
+    from crailpy.config import ClientConfig
     from crailpy.transports.tcp import TcpEndpoint
 
     listener, port = fake_server(reply)
-    endpoint = TcpEndpoint("127.0.0.1", port, 2.0, 5.0)
+    endpoint = TcpEndpoint("127.0.0.1", port, ClientConfig(connect_timeout=2.0, io_timeout=5.0))
     with pytest.raises((errors.Unreachable, errors.ProtocolError)):
         endpoint.read(m.Block(1, 0), 0, memoryview(bytearray(1000))).result()
     listener.close()
