@@ -1,7 +1,7 @@
 """Small objects: put and get latency of crailpy against redis-py and a raw socket round trip.
 
 One client, one operation at a time, so p50 and p99 are latencies and ops/s
-is their inverse. The raw-socket anchor is the least any request/reply store
+is their inverse. The operations of all systems take turns, sample by sample. The raw-socket anchor is the least any request/reply store
 can cost in Python: the client sends a 5-byte request (and the value, for a
 put) and the server, another process, answers with the value (or one byte).
 """
@@ -39,12 +39,16 @@ def _raw_server(ports) -> None:
             conn.sendall(view[:size])
 
 
-def _time(op: Callable[[int], object], count: int) -> list[float]:
-    samples = []
+def _time_interleaved(ops: dict[tuple[str, str], Callable[[int], object]],
+                      count: int) -> dict[tuple[str, str], list[float]]:
+    """Time every op once per round, round after round, so that all systems see the same
+    machine (these VMs change speed when their CPUs go idle, and back)."""
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in ops}
     for i in range(count):
-        t = time.perf_counter()
-        op(i)
-        samples.append(time.perf_counter() - t)
+        for key, op in ops.items():
+            t = time.perf_counter()
+            op(i)
+            samples[key].append(time.perf_counter() - t)
     return samples
 
 
@@ -84,14 +88,15 @@ def run(crail: harness.Crail, redis_port: int, sizes: list[int], count: int) -> 
                     got += sock.recv_into(memoryview(into)[got:])
 
             keys = [f"/small/{size}-{i % 64}" for i in range(count)]
-            measured = {
-                ("crailpy", "put"): _time(lambda i: store.put(keys[i], value), count),
-                ("crailpy", "get"): _time(lambda i: store.get(keys[i]), count),
-                ("redis", "put"): _time(lambda i: r.set(keys[i], value), count),
-                ("redis", "get"): _time(lambda i: r.get(keys[i]), count),
-                ("raw socket", "put"): _time(raw_put, count),
-                ("raw socket", "get"): _time(raw_get, count),
-            }
+            store.put(keys[0], value)
+            measured = _time_interleaved({
+                ("crailpy", "put"): lambda i: store.put(keys[i], value),
+                ("crailpy", "get"): lambda i: store.get(keys[i]),
+                ("redis", "put"): lambda i: r.set(keys[i], value),
+                ("redis", "get"): lambda i: r.get(keys[i]),
+                ("raw socket", "put"): raw_put,
+                ("raw socket", "get"): raw_get,
+            }, count)
             for op in ("put", "get"):
                 row = {"size": size, "op": op}
                 for system in ("crailpy", "redis", "raw socket"):

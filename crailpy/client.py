@@ -8,10 +8,8 @@ talked to; it is safe to share between threads. Paths are absolute, as in
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import threading
-from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from crailpy import config as configuration
 from crailpy.channel import Channel
@@ -22,9 +20,11 @@ from crailpy.protocol import messages as m
 from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, NodeType
 from crailpy.transports.tcp import TcpEndpoint
 
+if TYPE_CHECKING:
+    import concurrent.futures
 
-@dataclass(frozen=True)
-class FileStatus:
+
+class FileStatus(NamedTuple):
     path: str
     type: str  # "directory", "file", "multifile" or "table"
     size: int  # bytes; for directories and tables, the number of entries
@@ -35,15 +35,13 @@ class FileStatus:
     block_size: int
 
 
-@dataclass(frozen=True)
-class ClassUsage:
+class ClassUsage(NamedTuple):
     name: str
     capacity: int
     used: int
 
 
-@dataclass(frozen=True)
-class DatanodeUsage:
+class DatanodeUsage(NamedTuple):
     id: int
     address: str
     storage_class: str
@@ -241,6 +239,8 @@ class Store:
         Each call keeps its own block transfers in flight, so several calls at
         once keep transfers going to many datanodes.
         """
+        import concurrent.futures  # here: it costs a short-lived client 8 ms to import
+
         with self._lock:
             if self._executor is None:
                 self._executor = concurrent.futures.ThreadPoolExecutor(

@@ -11,8 +11,7 @@ hand (tests, the fuzzer).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from crailpy.errors import ProtocolError, Status, VersionMismatch
 from crailpy.protocol import wire
@@ -28,8 +27,7 @@ MAX_BODY = 1 << 20  # bytes of a message body, data excluded
 MAX_DATA = 64 << 20  # bytes of data in one READ or WRITE frame
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     version: int
     opcode: int
     flags: int
@@ -98,8 +96,7 @@ def encode_error(opcode: int, request_id: int, status: int, message: str) -> byt
     return HEADER.pack(MAGIC, VERSION, opcode, RESPONSE, status, request_id, len(body)) + body
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     header: Header
     message: Any  # None for an unknown opcode
     data: memoryview

@@ -2,14 +2,14 @@
 
 Each operation has a request and a response class registered under one
 opcode. docs/protocol.md is the prose form of this file; keep them together.
+Messages are named tuples: cheap to define (a client starts fast), to build
+and to pack (`struct.pack(*msg)` for all-fixed ones).
 """
 
-from __future__ import annotations
-
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from crailpy.protocol.wire import I8, U8, U16, U32, U64, Str, layout_of, list_of
+from crailpy.protocol.wire import I8, U8, U16, U32, U64, Str, list_of
 
 
 VERSION = 1  # protocol version, carried in every header
@@ -58,8 +58,7 @@ ANY_CLASS = -1  # storage or location class: inherit from the parent / no prefer
 
 # ---- records shared by several messages ----
 
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
+class NodeInfo(NamedTuple):
     id: U64
     type: U8
     storage_class: U8
@@ -70,8 +69,7 @@ class NodeInfo:
     mtime_ns: U64
 
 
-@dataclass(frozen=True, slots=True)
-class DatanodeInfo:
+class DatanodeInfo(NamedTuple):
     id: U32
     storage_class: U8
     location_class: I8
@@ -81,70 +79,60 @@ class DatanodeInfo:
     host: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(NamedTuple):
     """Where one block lives: a datanode and a byte offset in its region."""
 
     datanode: U32
     offset: U64
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(NamedTuple):
     """A committed part of a multifile."""
 
     id: U64
     size: U64
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     name: Str
     info: NodeInfo
 
 
-@dataclass(frozen=True, slots=True)
-class ClassUsage:
+class ClassUsage(NamedTuple):
     storage_class: U8
     capacity: U64
     used: U64
     name: Str
 
 
-@dataclass(frozen=True, slots=True)
-class DatanodeUsage:
+class DatanodeUsage(NamedTuple):
     info: DatanodeInfo
     capacity: U64
     used: U64
 
 
-@dataclass(frozen=True, slots=True)
-class Error:
+class Error(NamedTuple):
     """The body of every response whose status is not OK."""
 
     message: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Empty:
+class Empty(NamedTuple):
     pass
 
 
 # ---- namenode RPC ----
 
-@dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Pong:
+class Pong(NamedTuple):
     server_version: U8
     role: U8  # 0 namenode, 1 datanode
 
 
-@dataclass(frozen=True, slots=True)
-class Create:
+class Create(NamedTuple):
     type: U8
     storage_class: I8
     location_class: I8
@@ -153,8 +141,7 @@ class Create:
     path: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Created:
+class Created(NamedTuple):
     """A new node; for a file, its write token and the blocks `reserve` asked for."""
 
     info: NodeInfo
@@ -163,21 +150,18 @@ class Created:
     blocks: list_of(Block)
 
 
-@dataclass(frozen=True, slots=True)
-class CreatePart:
+class CreatePart(NamedTuple):
     location_class: I8
     reserve: U64
     path: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Lookup:
+class Lookup(NamedTuple):
     max_blocks: U32
     path: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Located:
+class Located(NamedTuple):
     """A node; for a file its first blocks and the datanodes they name; for a
     multifile its first committed parts."""
 
@@ -187,92 +171,78 @@ class Located:
     parts: list_of(Part)
 
 
-@dataclass(frozen=True, slots=True)
-class GetBlocks:
+class GetBlocks(NamedTuple):
     node: U64
     first: U64
     count: U32
 
 
-@dataclass(frozen=True, slots=True)
-class AllocBlocks:
+class AllocBlocks(NamedTuple):
     node: U64
     token: U64
     count: U32
 
 
-@dataclass(frozen=True, slots=True)
-class Blocks:
+class Blocks(NamedTuple):
     first: U64
     datanodes: list_of(DatanodeInfo)
     blocks: list_of(Block)
 
 
-@dataclass(frozen=True, slots=True)
-class ListParts:
+class ListParts(NamedTuple):
     node: U64
     first: U64
     count: U32
 
 
-@dataclass(frozen=True, slots=True)
-class Parts:
+class Parts(NamedTuple):
     first: U64
     parts: list_of(Part)
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(NamedTuple):
     node: U64
     token: U64
     size: U64
 
 
-@dataclass(frozen=True, slots=True)
-class Abort:
+class Abort(NamedTuple):
     node: U64
     token: U64
 
 
-@dataclass(frozen=True, slots=True)
-class ListDir:
+class ListDir(NamedTuple):
     start: U32
     max_entries: U32
     path: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Listing:
+class Listing(NamedTuple):
     more: U8
     entries: list_of(Entry)
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     recursive: U8
     path: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Rename:
+class Rename(NamedTuple):
     src: Str
     dst: Str
 
 
-@dataclass(frozen=True, slots=True)
-class StatFs:
+class StatFs(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class FsUsage:
+class FsUsage(NamedTuple):
     block_size: U32
     classes: list_of(ClassUsage)
     datanodes: list_of(DatanodeUsage)
 
 
-@dataclass(frozen=True, slots=True)
-class Register:
+class Register(NamedTuple):
     storage_class: U8
     location_class: I8
     transports: U8
@@ -281,38 +251,33 @@ class Register:
     host: Str
 
 
-@dataclass(frozen=True, slots=True)
-class Registered:
+class Registered(NamedTuple):
     datanode: U32
     heartbeat_ms: U32
     key: U64  # sent with every heartbeat: an id alone may be another datanode's after a restart
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     datanode: U32
     key: U64
 
 
 # ---- TCP data transport (datanodes) ----
 
-@dataclass(frozen=True, slots=True)
-class Read:
+class Read(NamedTuple):
     datanode: U32
     length: U32
     offset: U64
 
 
-@dataclass(frozen=True, slots=True)
-class Write:
+class Write(NamedTuple):
     """Followed by the bytes to write: the frame length minus this body."""
 
     datanode: U32
     offset: U64
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
+class Data(NamedTuple):
     """The (empty) body of a READ response; the bytes follow it."""
 
 
@@ -340,5 +305,3 @@ OPCODES: dict[type, int] = {request: op for op, (request, _) in OPERATIONS.items
 
 # Messages followed by raw bytes: their body is fixed-size and the bytes fill the rest of the frame.
 CARRIES_DATA = frozenset({Write, Data})
-for _cls in CARRIES_DATA:
-    assert layout_of(_cls).fixed_size is not None

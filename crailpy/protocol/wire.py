@@ -1,19 +1,18 @@
-"""Field types and the codec that turns message dataclasses into bytes and back.
+"""Field types and the codec that turns messages into bytes and back.
 
-A message is a frozen dataclass whose fields are annotated with wire types
-(`U8`, `U64`, `Str`, `list_of(Record)` ...). `compile_layout` reads those
-annotations once and builds a list of steps: runs of fixed-size fields become
-one `struct.Struct`, strings and lists are length-prefixed. Sizes therefore
-come from `struct`, never from hand counting, and docs/protocol.md describes
-exactly these rules. Nothing here does I/O.
+A message is a named tuple whose fields are annotated with wire types
+(`U8`, `U64`, `Str`, `list_of(Record)` ...). `Layout` reads those annotations
+once and builds a list of steps: runs of fixed-size fields become one
+`struct.Struct`, strings and lists are length-prefixed. Sizes therefore come
+from `struct`, never from hand counting, and docs/protocol.md describes
+exactly these rules. A message of fixed-size fields only is one `pack` and one
+`unpack`. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import struct
-import typing
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, NamedTuple
 
 from crailpy.errors import ProtocolError
 
@@ -21,20 +20,17 @@ MAX_STR = 4096  # bytes in one string (paths are limited to this)
 MAX_ITEMS = 100_000  # entries in one list
 
 
-@dataclasses.dataclass(frozen=True)
-class Fixed:
+class Fixed(NamedTuple):
     """A little-endian scalar, by its `struct` format character."""
 
     code: str
 
 
-@dataclasses.dataclass(frozen=True)
-class Text:
+class Text(NamedTuple):
     """UTF-8 text prefixed by its length in bytes as a u16."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ListOf:
+class ListOf(NamedTuple):
     """A u32 count followed by that many records of one type."""
 
     record: type
@@ -56,44 +52,40 @@ def list_of(record: type) -> Any:
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
-Encoder = Callable[[Any, list], None]
-Decoder = Callable[[memoryview, int], tuple[list, int]]
-
 
 class Layout:
-    """The compiled wire layout of one dataclass."""
+    """The compiled wire layout of one message (a named tuple)."""
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
-        self.steps: list[tuple[str, Any, list[str]]] = []
-        hints = typing.get_type_hints(cls, include_extras=True)
-        fixed_names: list[str] = []
-        fixed_codes = ""
-        for field in dataclasses.fields(cls):
-            hint = hints[field.name]
+        self.steps: list[tuple[str, Any, list[int]]] = []  # (kind, struct or layout, field indexes)
+        fixed: list[int] = []
+        codes = ""
+        for index, name in enumerate(cls._fields):
+            hint = cls.__annotations__[name]
             kind = hint if isinstance(hint, type) else hint.__metadata__[0]
             if isinstance(kind, Fixed):
-                fixed_names.append(field.name)
-                fixed_codes += kind.code
+                fixed.append(index)
+                codes += kind.code
                 continue
-            if fixed_names:
-                self.steps.append(("fixed", struct.Struct("<" + fixed_codes), fixed_names))
-                fixed_names, fixed_codes = [], ""
+            if fixed:
+                self.steps.append(("fixed", struct.Struct("<" + codes), fixed))
+                fixed, codes = [], ""
             if isinstance(kind, Text):
-                self.steps.append(("str", None, [field.name]))
+                self.steps.append(("str", None, [index]))
             elif isinstance(kind, type):
-                self.steps.append(("record", layout_of(kind), [field.name]))
+                self.steps.append(("record", layout_of(kind), [index]))
             elif isinstance(kind, ListOf):
-                self.steps.append(("list", layout_of(kind.record), [field.name]))
+                self.steps.append(("list", layout_of(kind.record), [index]))
             else:
-                raise TypeError(f"{cls.__name__}.{field.name}: unknown wire type {kind!r}")
-        if fixed_names:
-            self.steps.append(("fixed", struct.Struct("<" + fixed_codes), fixed_names))
-        self.fixed_size: int | None = (
-            sum(step[1].size for step in self.steps)
-            if all(step[0] == "fixed" for step in self.steps)
-            else None
-        )
+                raise TypeError(f"{cls.__name__}.{name}: unknown wire type {kind!r}")
+        if fixed:
+            self.steps.append(("fixed", struct.Struct("<" + codes), fixed))
+        all_fixed = all(step[0] == "fixed" for step in self.steps)
+        # One struct for the whole message when every field is fixed-size (or there is none).
+        self.struct = struct.Struct("<" + "".join(s[1].format[1:] for s in self.steps)) \
+            if all_fixed else None
+        self.fixed_size: int | None = self.struct.size if self.struct else None
         self.min_size = sum(
             {"fixed": lambda a: a.size, "record": lambda a: a.min_size,
              "str": lambda a: 2, "list": lambda a: 4}[kind](arg)
@@ -101,69 +93,82 @@ class Layout:
         )
 
     def encode_into(self, obj: Any, out: list) -> None:
-        for kind, arg, names in self.steps:
+        if self.struct is not None:
+            out.append(self.struct.pack(*obj))
+            return
+        for kind, arg, fields in self.steps:
             if kind == "fixed":
-                out.append(arg.pack(*[getattr(obj, n) for n in names]))
+                out.append(arg.pack(*[obj[i] for i in fields]))
             elif kind == "str":
-                raw = getattr(obj, names[0]).encode("utf-8")
+                raw = obj[fields[0]].encode("utf-8")
                 if len(raw) > MAX_STR:
-                    raise ValueError(f"{names[0]} is {len(raw)} bytes; the limit is {MAX_STR}")
+                    raise ValueError(f"{self._name(fields[0])} is {len(raw)} bytes; "
+                                     f"the limit is {MAX_STR}")
                 out.append(_U16.pack(len(raw)))
                 out.append(raw)
             elif kind == "record":
-                arg.encode_into(getattr(obj, names[0]), out)
+                arg.encode_into(obj[fields[0]], out)
             else:
-                items = getattr(obj, names[0])
+                items = obj[fields[0]]
                 if len(items) > MAX_ITEMS:
-                    raise ValueError(f"{names[0]} has {len(items)} items; the limit is {MAX_ITEMS}")
+                    raise ValueError(f"{self._name(fields[0])} has {len(items)} items; "
+                                     f"the limit is {MAX_ITEMS}")
                 out.append(_U32.pack(len(items)))
                 for item in items:
                     arg.encode_into(item, out)
 
     def decode_from(self, buf: memoryview, pos: int) -> tuple[Any, int]:
-        values: dict[str, Any] = {}
         end = len(buf)
-        for kind, arg, names in self.steps:
+        if self.struct is not None:
+            if pos + self.struct.size > end:
+                raise ProtocolError(f"{self.cls.__name__} is truncated")
+            return self.cls._make(self.struct.unpack_from(buf, pos)), pos + self.struct.size
+        values: list[Any] = [None] * len(self.cls._fields)
+        for kind, arg, fields in self.steps:
             if kind == "fixed":
                 if pos + arg.size > end:
                     raise ProtocolError(f"{self.cls.__name__} is truncated")
-                values.update(zip(names, arg.unpack_from(buf, pos)))
+                for i, value in zip(fields, arg.unpack_from(buf, pos)):
+                    values[i] = value
                 pos += arg.size
             elif kind == "str":
                 if pos + 2 > end:
-                    raise ProtocolError(f"{self.cls.__name__}.{names[0]} is truncated")
+                    raise ProtocolError(f"{self._name(fields[0])} is truncated")
                 (length,) = _U16.unpack_from(buf, pos)
                 pos += 2
                 if length > MAX_STR or pos + length > end:
-                    raise ProtocolError(f"{self.cls.__name__}.{names[0]} has a bad length")
+                    raise ProtocolError(f"{self._name(fields[0])} has a bad length")
                 try:
-                    values[names[0]] = str(buf[pos : pos + length], "utf-8")
+                    values[fields[0]] = str(buf[pos : pos + length], "utf-8")
                 except UnicodeDecodeError as exc:
-                    raise ProtocolError(f"{self.cls.__name__}.{names[0]} is not UTF-8") from exc
+                    raise ProtocolError(f"{self._name(fields[0])} is not UTF-8") from exc
                 pos += length
             elif kind == "record":
-                values[names[0]], pos = arg.decode_from(buf, pos)
+                values[fields[0]], pos = arg.decode_from(buf, pos)
             else:
                 if pos + 4 > end:
-                    raise ProtocolError(f"{self.cls.__name__}.{names[0]} is truncated")
+                    raise ProtocolError(f"{self._name(fields[0])} is truncated")
                 (count,) = _U32.unpack_from(buf, pos)
                 pos += 4
                 # Refuse counts the remaining bytes cannot hold before building anything.
                 if count > MAX_ITEMS or count * arg.min_size > end - pos:
-                    raise ProtocolError(f"{self.cls.__name__}.{names[0]} has a bad count")
+                    raise ProtocolError(f"{self._name(fields[0])} has a bad count")
                 items = []
                 for _ in range(count):
                     item, pos = arg.decode_from(buf, pos)
                     items.append(item)
-                values[names[0]] = tuple(items)
-        return self.cls(**values), pos
+                values[fields[0]] = tuple(items)
+        return self.cls._make(values), pos
+
+    def _name(self, index: int) -> str:
+        return f"{self.cls.__name__}.{self.cls._fields[index]}"
 
 
 _layouts: dict[type, Layout] = {}
 
 
 def layout_of(cls: type) -> Layout:
-    """The (cached) layout of a wire dataclass."""
+    """The (cached) layout of a message or record class."""
     layout = _layouts.get(cls)
     if layout is None:
         layout = _layouts[cls] = Layout(cls)
