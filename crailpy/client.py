@@ -17,7 +17,7 @@ from crailpy.errors import BlockLost, InvalidArgument, Unreachable, WrongType
 from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view, get_many, put_many
 from crailpy.netio import parse_address
 from crailpy.protocol import messages as m
-from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, NodeType
+from crailpy.protocol.messages import ANY_CLASS, EXACT, EXIST_OK, OVERWRITE, PARENTS, NodeType
 from crailpy.transports.tcp import TcpEndpoint
 
 if TYPE_CHECKING:
@@ -126,21 +126,24 @@ class Store:
 
     def create(self, path: str, storage_class: str | int | None = None,
                location_class: int | None = None, overwrite: bool = False,
-               parents: bool = False, size_hint: int = 1) -> Writer:
+               parents: bool = False, size_hint: int = 1, exact: bool = False) -> Writer:
         """A writer for a new file; it becomes visible when the writer closes.
 
         Blocks for the first `size_hint` bytes come with the create reply, so a
-        file of known size needs no further allocation round trip.
+        file of known size needs no further allocation round trip. With `exact`,
+        the file will hold at most `size_hint` bytes, and a file smaller than a
+        block takes only the space it needs.
         """
-        flags = (OVERWRITE if overwrite else 0) | (PARENTS if parents else 0)
+        flags = (OVERWRITE if overwrite else 0) | (PARENTS if parents else 0) | (EXACT if exact else 0)
         created = self._create(path, NodeType.FILE, storage_class, location_class, flags, size_hint)
-        return Writer(self, path, created)
+        return Writer(self, path, created, limit=size_hint if exact else None)
 
     def append_part(self, path: str, location_class: int | None = None,
-                    size_hint: int = 1) -> Writer:
+                    size_hint: int = 1, exact: bool = False) -> Writer:
         """A writer for one more part of the multifile at `path`; many may write at once."""
-        created = self._call(m.CreatePart(_class_or_any(location_class), size_hint, path))
-        return Writer(self, f"{path} (part)", created)
+        created = self._call(m.CreatePart(_class_or_any(location_class), EXACT if exact else 0,
+                                          size_hint, path))
+        return Writer(self, f"{path} (part)", created, limit=size_hint if exact else None)
 
     def open(self, path: str) -> Reader:
         located = self._call(m.Lookup(self.config.client.lookup_blocks, path))
@@ -195,7 +198,7 @@ class Store:
     def put(self, path: str, value: Any) -> None:
         """Store `value` at `path` (a key in a table, or a file); the last put wins."""
         view = as_bytes_view(value)
-        with self.create(path, overwrite=True, size_hint=len(view)) as f:
+        with self.create(path, overwrite=True, size_hint=len(view), exact=True) as f:
             f.write(view)
 
     def get(self, path: str) -> bytes:

@@ -33,7 +33,7 @@ def parse_size(value: int | str) -> int:
 
 class NamenodeConfig(NamedTuple):
     address: str = "127.0.0.1:9060"
-    block_size: int = 1 << 20
+    block_size: int = 4 << 20
     storage_classes: tuple[str, ...] = ("dram", "flash")
     heartbeat_interval: float = 1.0
     dead_after: float = 5.0

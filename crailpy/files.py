@@ -66,8 +66,9 @@ class Writer(io.BufferedIOBase):
     """
 
     def __init__(self, store: "Store", path: str, created: m.Created,
-                 window: "_Window | None" = None) -> None:
+                 window: "_Window | None" = None, limit: int | None = None) -> None:
         self._store = store
+        self._limit = limit  # an exact file's most bytes
         self.path = path
         self._info = created.info
         self._token = created.token
@@ -89,6 +90,8 @@ class Writer(io.BufferedIOBase):
         if self._done:
             raise ValueError("write to a closed file")
         view = as_bytes_view(data)
+        if self._limit is not None and self.tell() + len(view) > self._limit:
+            raise InvalidArgument(f"{self.path} was created for at most {self._limit} bytes")
         limit = self._store.config.client.buffer_size
         if len(self._buf) + len(view) <= limit:
             self._buf += view  # small writes are gathered; large ones go out as they are
@@ -338,8 +341,9 @@ class MultifileReader(io.BufferedIOBase):
 def put_many(store: "Store", items: dict[str, Any], inflight: int) -> None:
     """Put many objects with every stage pipelined: creates, block writes, commits."""
     views = [(path, as_bytes_view(value)) for path, value in items.items()]
-    created = store.pipeline((m.Create(m.NodeType.FILE, m.ANY_CLASS, m.ANY_CLASS, m.OVERWRITE,
-                                       len(view), path) for path, view in views), inflight)
+    created = store.pipeline((m.Create(m.NodeType.FILE, m.ANY_CLASS, m.ANY_CLASS,
+                                       m.OVERWRITE | m.EXACT, len(view), path)
+                              for path, view in views), inflight)
     window = _Window(inflight)
     writers = [Writer(store, path, c, window) for (path, _), c in zip(views, created)]
     try:

@@ -1,9 +1,17 @@
 """The datanode registry and block allocation across storage and location classes.
 
 A datanode registers a region of `capacity` bytes; the namenode carves it into
-blocks of `block_size` and hands them out. A block is kept as one int,
-`datanode_id << 40 | block_number`, so that a file's block list stays small
-when the namespace holds millions of files.
+blocks of `block_size` and hands them out. Every block of a file is a whole
+block except perhaps its last, which can be a smaller *chunk*: a power of two
+times 4 KiB, taken from a block split buddy-fashion. A file closed with a
+partly used last block gives the rest of it back (`trim`), and a file created
+with an exact small size gets only a chunk, so a 1 KiB object holds 4 KiB, not
+a whole block. Freed chunks merge with their free buddies into whole blocks
+again.
+
+A block or chunk is kept as one int, `datanode << 40 | order << 34 | unit`
+(unit: its offset in 4 KiB units; order: log2 of its size in units), so that a
+file's block list stays small when the namespace holds millions of files.
 """
 
 from __future__ import annotations
@@ -15,15 +23,26 @@ from dataclasses import dataclass, field
 from crailpy.errors import NoSpace
 from crailpy.protocol.messages import ANY_CLASS, ClassUsage, DatanodeInfo, DatanodeUsage
 
-_NUMBER_BITS = 40
+UNIT = 4096  # the smallest chunk
+_UNIT_BITS = 34
+_ORDER_BITS = 6
 
 
-def pack(datanode: int, number: int) -> int:
-    return datanode << _NUMBER_BITS | number
+def pack(datanode: int, order: int, unit: int) -> int:
+    return (datanode << _ORDER_BITS | order) << _UNIT_BITS | unit
 
 
-def unpack(block: int) -> tuple[int, int]:
-    return block >> _NUMBER_BITS, block & ((1 << _NUMBER_BITS) - 1)
+def unpack(block: int) -> tuple[int, int, int]:
+    """(datanode, order, unit) of a packed block."""
+    unit = block & ((1 << _UNIT_BITS) - 1)
+    rest = block >> _UNIT_BITS
+    return rest >> _ORDER_BITS, rest & ((1 << _ORDER_BITS) - 1), unit
+
+
+def order_for(nbytes: int) -> int:
+    """The order of the smallest chunk that holds `nbytes` (at least one unit)."""
+    units = max(1, -(-nbytes // UNIT))
+    return (units - 1).bit_length()
 
 
 @dataclass
@@ -34,31 +53,60 @@ class Datanode:
     storage_class: int
     location_class: int
     transports: int
-    blocks: int  # how many blocks its region holds
+    blocks: int  # how many whole blocks its region holds
+    top: int  # the order of a whole block
     last_heartbeat: float
     key: int = field(default_factory=lambda: secrets.randbits(63) | 1)  # proves a heartbeat's sender
     alive: bool = True
-    next_unused: int = 0  # blocks below this were handed out at least once
-    free: list[int] = field(default_factory=list)  # freed block numbers, reused first
+    next_unused: int = 0  # whole blocks from here on were never handed out
+    used_units: int = 0
+    free: list[set[int]] = field(default_factory=list)  # free chunks (their units), per order
+
+    def __post_init__(self) -> None:
+        self.free = [set() for _ in range(self.top + 1)]
 
     @property
-    def used(self) -> int:
-        return self.next_unused - len(self.free)
+    def capacity_units(self) -> int:
+        return self.blocks << self.top
 
     def info(self) -> DatanodeInfo:
         return DatanodeInfo(self.id, self.storage_class, self.location_class, self.transports,
                             int(self.alive), self.port, self.host)
 
-    def take(self) -> int:
-        if self.free:
-            return self.free.pop()
-        self.next_unused += 1
-        return self.next_unused - 1
+    def can_take(self, order: int) -> bool:
+        return self.next_unused < self.blocks or any(self.free[order:])
+
+    def take(self, order: int) -> int:
+        """The unit of a free chunk of `order`, splitting a larger one if needed."""
+        have = next((j for j in range(order, self.top + 1) if self.free[j]), None)
+        if have is None:
+            unit, have = self.next_unused << self.top, self.top
+            self.next_unused += 1
+        else:
+            unit = self.free[have].pop()
+        while have > order:  # keep the lower half, free the upper one
+            have -= 1
+            self.free[have].add(unit + (1 << have))
+        self.used_units += 1 << order
+        return unit
+
+    def give_back(self, unit: int, order: int) -> None:
+        """Free a chunk, merging it with its buddy as long as the buddy is free too."""
+        self.used_units -= 1 << order
+        while order < self.top:
+            buddy = unit ^ (1 << order)
+            if buddy not in self.free[order]:
+                break
+            self.free[order].remove(buddy)
+            unit, order = min(unit, buddy), order + 1
+        self.free[order].add(unit)
 
 
 class BlockAllocator:
     def __init__(self, block_size: int, class_names: list[str]) -> None:
+        """`block_size`: a power of two, at least UNIT (the service checks it)."""
         self.block_size = block_size
+        self.top = order_for(block_size)
         self.class_names = class_names
         self.datanodes: dict[int, Datanode] = {}
         # Ids start anywhere, so that a restarted namenode does not give a datanode an id
@@ -69,7 +117,7 @@ class BlockAllocator:
     def register(self, host: str, port: int, storage_class: int, location_class: int,
                  transports: int, capacity: int, now: float) -> Datanode:
         node = Datanode(next(self._ids), host, port, storage_class, location_class, transports,
-                        capacity // self.block_size, now)
+                        capacity // self.block_size, self.top, now)
         self.datanodes[node.id] = node
         return node
 
@@ -91,27 +139,28 @@ class BlockAllocator:
         return dead
 
     def allocate(self, storage_class: int, location_class: int, count: int,
-                 minimum: int | None = None) -> list[int]:
-        """Up to `count` blocks, and at least `minimum` (default: all), of `storage_class`
-        or, where it is full, of the classes after it."""
+                 minimum: int | None = None, order: int | None = None) -> list[int]:
+        """Up to `count` whole blocks (or chunks of `order`), and at least `minimum`
+        (default: all), of `storage_class` or, where it is full, of the classes after it."""
+        order = self.top if order is None else order
         minimum = count if minimum is None else minimum
         out: list[int] = []
         for cls in range(storage_class, len(self.class_names)):
             while len(out) < count:
-                node = self._pick(cls, location_class)
+                node = self._pick(cls, location_class, order)
                 if node is None:
                     break
-                out.append(pack(node.id, node.take()))
+                out.append(pack(node.id, order, node.take(order)))
         if len(out) >= minimum:
             return out
         self.free(out)
         wanted = self.class_names[storage_class]
         raise NoSpace(f"no free block in storage class {wanted!r} or any class after it")
 
-    def _pick(self, cls: int, location_class: int) -> Datanode | None:
+    def _pick(self, cls: int, location_class: int, order: int) -> Datanode | None:
         """The next datanode of `cls` with room, by round robin, preferring the location class."""
         candidates = [n for n in self.datanodes.values()
-                      if n.alive and n.storage_class == cls and n.used < n.blocks]
+                      if n.alive and n.storage_class == cls and n.can_take(order)]
         if location_class != ANY_CLASS:
             local = [n for n in candidates if n.location_class == location_class]
             candidates = local or candidates
@@ -120,18 +169,29 @@ class BlockAllocator:
         self._cursor[cls] += 1
         return candidates[self._cursor[cls] % len(candidates)]
 
+    def trim(self, block: int, nbytes: int) -> int:
+        """Keep the smallest chunk of `block` that holds its first `nbytes`; free the rest."""
+        datanode, order, unit = unpack(block)
+        keep = order_for(nbytes)
+        node = self.datanodes.get(datanode)
+        if keep >= order or node is None:
+            return block
+        for half in range(order - 1, keep - 1, -1):  # the upper halves, largest first
+            node.give_back(unit + (1 << half), half)
+        return pack(datanode, keep, unit)
+
     def free(self, blocks: list[int]) -> None:
         for block in blocks:
-            datanode, number = unpack(block)
+            datanode, order, unit = unpack(block)
             node = self.datanodes.get(datanode)
             if node is not None:
-                node.free.append(number)
+                node.give_back(unit, order)
                 if not node.alive:
                     self._forget_if_empty(node)
 
     def _forget_if_empty(self, node: Datanode) -> None:
         """A dead datanode stays listed while files still name its (lost) blocks."""
-        if node.used == 0:
+        if node.used_units == 0:
             del self.datanodes[node.id]
 
     def is_alive(self, datanode: int) -> bool:
@@ -139,15 +199,15 @@ class BlockAllocator:
         return node is not None and node.alive
 
     def usage(self) -> tuple[list[ClassUsage], list[DatanodeUsage]]:
-        bs = self.block_size
         per_class = [ClassUsage(c, 0, 0, name) for c, name in enumerate(self.class_names)]
         nodes = []
         for node in self.datanodes.values():
             if not node.alive:
                 nodes.append(DatanodeUsage(node.info(), 0, 0))
                 continue
-            nodes.append(DatanodeUsage(node.info(), node.blocks * bs, node.used * bs))
+            capacity, used = node.capacity_units * UNIT, node.used_units * UNIT
+            nodes.append(DatanodeUsage(node.info(), capacity, used))
             c = per_class[node.storage_class]
-            per_class[node.storage_class] = ClassUsage(c.storage_class, c.capacity + node.blocks * bs,
-                                                       c.used + node.used * bs, c.name)
+            per_class[node.storage_class] = ClassUsage(c.storage_class, c.capacity + capacity,
+                                                       c.used + used, c.name)
         return per_class, nodes

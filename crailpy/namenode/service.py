@@ -18,16 +18,15 @@ from dataclasses import dataclass
 from crailpy.errors import (
     Busy, DirectoryNotEmpty, Exists, InvalidArgument, NotADirectory, NotFound, Stale, WrongType,
 )
-from crailpy.namenode.blocks import BlockAllocator, unpack
+from crailpy.namenode.blocks import UNIT, BlockAllocator, order_for, unpack
 from crailpy.namenode.namespace import CONTAINERS, Node, split_path, subtree, walk
 from crailpy.protocol import messages as m
 from crailpy.protocol.frames import MAX_DATA
-from crailpy.protocol.messages import ANY_CLASS, EXIST_OK, OVERWRITE, PARENTS, NodeType
+from crailpy.protocol.messages import ANY_CLASS, EXACT, EXIST_OK, OVERWRITE, PARENTS, NodeType
 
 MAX_BLOCKS_PER_REPLY = 4096
 MAX_ENTRIES_PER_REPLY = 1000
 MAX_PARTS_PER_REPLY = 4096
-MIN_BLOCK = 4096
 
 
 @dataclass
@@ -38,13 +37,14 @@ class OpenFile:
     token: int
     session: int
     overwrite: bool
+    limit: int | None  # EXACT: the most bytes it may hold
 
 
 class NamenodeService:
     def __init__(self, block_size: int, class_names: list[str], dead_after: float,
                  heartbeat_interval: float) -> None:
-        if not MIN_BLOCK <= block_size <= MAX_DATA:
-            raise InvalidArgument(f"block_size must be {MIN_BLOCK >> 10} KiB to "
+        if not UNIT <= block_size <= MAX_DATA or block_size & (block_size - 1):
+            raise InvalidArgument(f"block_size must be a power of two from {UNIT >> 10} KiB to "
                                   f"{MAX_DATA >> 20} MiB, not {block_size}")
         self.lock = threading.Lock()
         self.block_size = block_size
@@ -94,7 +94,7 @@ class NamenodeService:
             parent.mtime_ns = node.mtime_ns
             return m.Created(node.info(self.block_size), 0, (), ())
         created = self._open(name, parent, req.storage_class, req.location_class, req.reserve,
-                             session, overwrite)
+                             bool(req.flags & EXACT), session, overwrite)
         if not in_table:
             self.reserved[(parent.id, name)] = created.info.id
         return created
@@ -104,8 +104,8 @@ class NamenodeService:
         multifile = self._resolve(req.path)
         if multifile.type != NodeType.MULTIFILE:
             raise WrongType(f"{req.path} is not a multifile")
-        return self._open("", multifile, ANY_CLASS, req.location_class, req.reserve, session,
-                          overwrite=False)
+        return self._open("", multifile, ANY_CLASS, req.location_class, req.reserve,
+                          bool(req.flags & EXACT), session, overwrite=False)
 
     def lookup(self, req: m.Lookup, session: int) -> m.Located:
         node = self._resolve(req.path)
@@ -137,6 +137,8 @@ class NamenodeService:
         if not 0 < req.count <= MAX_BLOCKS_PER_REPLY:
             raise InvalidArgument(f"can allocate 1 to {MAX_BLOCKS_PER_REPLY} blocks at once")
         node = open_file.node
+        if open_file.limit is not None and open_file.limit < self.block_size:
+            raise InvalidArgument(f"file {node.id} was created for at most {open_file.limit} bytes")
         new = self.alloc.allocate(node.storage_class, node.location_class, req.count, minimum=1)
         first = len(node.blocks)
         node.blocks.extend(new)
@@ -147,6 +149,9 @@ class NamenodeService:
         open_file = self._writer(req.node, req.token)
         node = open_file.node
         needed = -(-req.size // self.block_size)
+        if open_file.limit is not None and req.size > open_file.limit:
+            raise InvalidArgument(f"size {req.size} is over the {open_file.limit} bytes "
+                                  "the file was created for")
         if needed > len(node.blocks):
             raise InvalidArgument(f"size {req.size} needs {needed} blocks; "
                                   f"only {len(node.blocks)} were allocated")
@@ -157,6 +162,8 @@ class NamenodeService:
         del self.open_files[node.id]
         self.alloc.free(node.blocks[needed:])
         del node.blocks[needed:]
+        if needed:  # the last block keeps only the chunk its bytes need
+            node.blocks[-1] = self.alloc.trim(node.blocks[-1], req.size - (needed - 1) * self.block_size)
         node.size = req.size
         node.mtime_ns = time.time_ns()
         if parent.type == NodeType.MULTIFILE:
@@ -267,16 +274,21 @@ class NamenodeService:
         return node
 
     def _open(self, name: str, parent: Node, storage_class: int, location_class: int,
-              reserve: int, session: int, overwrite: bool) -> m.Created:
-        """A new file being written, with blocks for its first `reserve` bytes."""
-        count = min(-(-reserve // self.block_size), MAX_BLOCKS_PER_REPLY)
+              reserve: int, exact: bool, session: int, overwrite: bool) -> m.Created:
+        """A new file being written, with space for its first `reserve` bytes: whole blocks,
+        or for an EXACT file smaller than a block, one chunk of its size."""
         cls = parent.storage_class if storage_class == ANY_CLASS else storage_class
         loc = parent.location_class if location_class == ANY_CLASS else location_class
-        blocks = self.alloc.allocate(cls, loc, count, minimum=0)  # a hint: what is free
+        if exact and 0 < reserve < self.block_size:
+            blocks = self.alloc.allocate(cls, loc, 1, minimum=0, order=order_for(reserve))
+        else:
+            count = min(-(-reserve // self.block_size), MAX_BLOCKS_PER_REPLY)
+            blocks = self.alloc.allocate(cls, loc, count, minimum=0)  # a hint: what is free
         node = self._new_node(name, parent, NodeType.FILE, cls, loc)
         node.blocks.extend(blocks)
         token = secrets.randbits(63) | 1  # never 0, and a positive signed 64-bit number
-        self.open_files[node.id] = OpenFile(node, token, session, overwrite)
+        self.open_files[node.id] = OpenFile(node, token, session, overwrite,
+                                            reserve if exact else None)
         datanodes, located = self._locate(blocks)
         return m.Created(node.info(self.block_size, committed=False), token, datanodes, located)
 
@@ -330,10 +342,10 @@ class NamenodeService:
     def _locate(self, packed: list[int]) -> tuple[tuple[m.DatanodeInfo, ...], tuple[m.Block, ...]]:
         blocks, seen = [], {}
         for block in packed:
-            datanode, number = unpack(block)
+            datanode, _, unit = unpack(block)
             if datanode not in seen:
                 seen[datanode] = self.alloc.datanodes[datanode].info()
-            blocks.append(m.Block(datanode, number * self.block_size))
+            blocks.append(m.Block(datanode, unit * UNIT))
         return tuple(seen.values()), tuple(blocks)
 
 

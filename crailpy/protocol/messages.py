@@ -52,6 +52,7 @@ class Transport(enum.IntFlag):
 OVERWRITE = 1  # replace a committed file of the same name when this one commits
 PARENTS = 2  # create missing parent directories
 EXIST_OK = 4  # creating a container that already exists is not an error
+EXACT = 8  # a file of at most `reserve` bytes: a small one gets just the space it needs
 
 ANY_CLASS = -1  # storage or location class: inherit from the parent / no preference
 
@@ -152,6 +153,7 @@ class Created(NamedTuple):
 
 class CreatePart(NamedTuple):
     location_class: I8
+    flags: U8  # EXACT, or 0
     reserve: U64
     path: Str
 

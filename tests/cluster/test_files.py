@@ -14,7 +14,14 @@ import pytest
 
 import crailpy
 from crailpy import errors
+from crailpy.namenode.blocks import UNIT, order_for
 from tests.cluster.conftest import BLOCK, Cluster, start_cluster
+
+
+def space(nbytes: int) -> int:
+    """What a file of `nbytes` holds: whole blocks, and a power-of-two chunk for the rest."""
+    whole, rest = divmod(nbytes, BLOCK)
+    return whole * BLOCK + (UNIT << order_for(rest) if rest else 0)
 
 
 def digest(data) -> str:
@@ -285,4 +292,23 @@ def test_many_at_once(store: crailpy.Store) -> None:
     with pytest.raises(FileNotFoundError):
         store.get_many(["/many/k120", "/many/k1"])
     assert sum(c.used for c in store.usage()[0]) == sum(
-        -(-len(v) // BLOCK) * BLOCK for v in list(items.values())[100:])
+        space(len(v)) for v in list(items.values())[100:])
+
+
+def test_small_objects_take_small_space(store: crailpy.Store) -> None:
+    store.create_table("/kv")
+    for i in range(100):
+        store.put(f"/kv/{i}", b"v" * 1000)  # exact size: a 4 KiB chunk each
+    assert sum(c.used for c in store.usage()[0]) == 100 * UNIT
+    with store.create("/grown") as f:  # size unknown: whole blocks, trimmed on close
+        f.write(b"x" * (BLOCK + 5000))
+    assert sum(c.used for c in store.usage()[0]) == 100 * UNIT + BLOCK + 2 * UNIT
+    with pytest.raises(errors.InvalidArgument, match="at most 10 bytes"):
+        with store.create("/exact", size_hint=10, exact=True) as f:
+            f.write(b"y" * 11)
+    assert not store.exists("/exact")
+    store.delete("/kv", recursive=True)
+    store.delete("/grown")
+    assert sum(c.used for c in store.usage()[0]) == 0
+    store.put("/whole", os.urandom(16 << 20))  # the chunks merged back: whole blocks again
+    assert store.stat("/whole").size == 16 << 20

@@ -159,7 +159,7 @@ class Proc:
 @dataclass
 class ProbeCluster:
     root: Path
-    block_size: str | None = None
+    block_size: str | None = "1MiB"  # the capacities below are sized in 1 MiB blocks
     heartbeat: float = HEARTBEAT
     dead_after: float = DEAD_AFTER
     procs: list[Proc] = field(default_factory=list)
@@ -334,7 +334,7 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cal
     """A factory: make_cluster(("dram", "8MiB"), ("file", "16MiB"), block_size=...)."""
     clusters: list[ProbeCluster] = []
 
-    def make(*datanodes: tuple[str, ...], block_size: str | None = None) -> ProbeCluster:
+    def make(*datanodes: tuple[str, ...], block_size: str | None = "1MiB") -> ProbeCluster:
         root = tmp_path / f"cluster-{len(clusters)}"
         root.mkdir()
         cluster = ProbeCluster(root, block_size=block_size)

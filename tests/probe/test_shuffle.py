@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from crailpy.namenode.blocks import UNIT, order_for
+
 from .conftest import ProbeCluster, child_env, wait_for
 
 pytestmark = pytest.mark.probe
@@ -154,8 +156,11 @@ def test_multifile_shuffle_between_processes(make_cluster) -> None:
 
     # Every byte is accounted for on the datanodes, and deleting frees it all.
     block = 64 << 10
-    blocks = sum(-(-len(data) // block) for data in expected.values())
-    assert sum(u.used for u in store.usage()[0]) == blocks * block
+
+    def space(nbytes: int) -> int:  # whole blocks, and a power-of-two chunk of 4 KiB units
+        whole, rest = divmod(nbytes, block)
+        return whole * block + (UNIT << order_for(rest) if rest else 0)
+    assert sum(u.used for u in store.usage()[0]) == sum(space(len(d)) for d in expected.values())
     store.delete("/shuffle", recursive=True)
     assert sum(u.used for u in store.usage()[0]) == 0
 
@@ -200,6 +205,6 @@ def test_killed_map_task_leaves_no_part(make_cluster, tmp_path: Path) -> None:
     assert [p.size for p in reader.parts] == [16, 10]
     assert reader.read() == b"committed before and after"
     deadline = time.monotonic() + 5
-    while sum(u.used for u in store.usage()[0]) != 2 * (64 << 10):
+    while sum(u.used for u in store.usage()[0]) != 2 * UNIT:  # two small committed parts
         assert time.monotonic() < deadline, "the killed part's blocks were not freed"
         time.sleep(0.05)

@@ -175,7 +175,7 @@ def test_rename_is_atomic_and_checked(nn: NamenodeService) -> None:
 
 def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
     mkdir(nn, "/shuffle", kind=MULTI)
-    writers = [nn.create_part(m.CreatePart(-1, 0, "/shuffle"), s) for s in (1, 2, 3)]
+    writers = [nn.create_part(m.CreatePart(-1, 0, 0, "/shuffle"), s) for s in (1, 2, 3)]
     for i in (2, 0):  # commit order is stream order; part 1 never commits
         w = writers[i]
         nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1), i + 1)
@@ -186,7 +186,7 @@ def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
     blocks = nn.get_blocks(m.GetBlocks(parts[0].id, 0, 10), 0)
     assert len(blocks.blocks) == 1
     with pytest.raises(errors.WrongType):
-        nn.create_part(m.CreatePart(-1, 0, "/"), 1)
+        nn.create_part(m.CreatePart(-1, 0, 0, "/"), 1)
     nn.alloc_blocks(m.AllocBlocks(writers[1].info.id, writers[1].token, 1), 2)
     nn.delete(m.Delete(1, "/shuffle"), 0)
     assert used(nn)["dram"] == 1 * BS  # only the uncommitted part still holds a block
@@ -245,7 +245,7 @@ def test_parts_are_paged(nn: NamenodeService, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(service_module, "MAX_PARTS_PER_REPLY", 3)
     mkdir(nn, "/m", kind=MULTI)
     for i in range(7):
-        w = nn.create_part(m.CreatePart(-1, 0, "/m"), 1)
+        w = nn.create_part(m.CreatePart(-1, 0, 0, "/m"), 1)
         nn.commit(m.Commit(w.info.id, w.token, 0), 1)
     located = nn.lookup(m.Lookup(0, "/m"), 0)
     assert len(located.parts) == 3

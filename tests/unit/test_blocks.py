@@ -1,0 +1,88 @@
+"""The allocator alone: whole blocks, chunks split buddy-fashion, trimming and merging."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from crailpy.errors import NoSpace
+from crailpy.namenode.blocks import UNIT, BlockAllocator, order_for, pack, unpack
+
+BLOCK = 16 * UNIT  # order 4
+
+
+@pytest.fixture
+def alloc() -> BlockAllocator:
+    a = BlockAllocator(BLOCK, ["dram", "flash"])
+    a.register("a", 1, 0, 0, 1, 4 * BLOCK, 0.0)
+    return a
+
+
+def used(a: BlockAllocator) -> int:
+    return sum(n.used_units for n in a.datanodes.values())
+
+
+def test_pack_round_trips() -> None:
+    assert unpack(pack(123456, 7, 2**33 + 5)) == (123456, 7, 2**33 + 5)
+    assert [order_for(n) for n in (0, 1, UNIT, UNIT + 1, 3 * UNIT, 4 * UNIT, 5 * UNIT)] == \
+        [0, 0, 0, 1, 2, 2, 3]
+
+
+def test_chunks_split_and_merge_back(alloc: BlockAllocator) -> None:
+    small = alloc.allocate(0, -1, 3, order=0)
+    assert [unpack(b)[2] for b in small] == [0, 1, 2]  # one block split, lowest units first
+    assert used(alloc) == 3
+    alloc.free(small)
+    node = next(iter(alloc.datanodes.values()))
+    assert used(alloc) == 0 and node.free[4] == {0} and not any(node.free[:4])
+
+
+def test_trim_keeps_what_the_bytes_need(alloc: BlockAllocator) -> None:
+    [block] = alloc.allocate(0, -1, 1)
+    trimmed = alloc.trim(block, 3 * UNIT - 1)
+    assert unpack(trimmed)[1:] == (2, 0) and used(alloc) == 4
+    assert alloc.trim(trimmed, 4 * UNIT) == trimmed  # nothing to give back
+    alloc.free([trimmed])
+    assert used(alloc) == 0
+
+
+def test_fragments_serve_small_requests_before_new_blocks(alloc: BlockAllocator) -> None:
+    [block] = alloc.allocate(0, -1, 1)
+    alloc.trim(block, UNIT)
+    node = next(iter(alloc.datanodes.values()))
+    before = node.next_unused
+    alloc.allocate(0, -1, 15, order=0)
+    assert node.next_unused == before and used(alloc) == 16  # the first block, filled up
+
+
+def test_whole_blocks_run_out_while_fragments_remain(alloc: BlockAllocator) -> None:
+    blocks = alloc.allocate(0, -1, 4)
+    for b in blocks:
+        alloc.trim(b, 1)
+    with pytest.raises(NoSpace):
+        alloc.allocate(0, -1, 1)  # no whole block is free, though most units are
+    assert len(alloc.allocate(0, -1, 60, order=0)) == 60
+
+
+def test_random_churn_keeps_the_books(alloc: BlockAllocator) -> None:
+    rng = random.Random(7)
+    held: list[int] = []
+    for _ in range(2000):
+        if held and rng.random() < 0.45:
+            alloc.free([held.pop(rng.randrange(len(held)))])
+            continue
+        try:
+            if rng.random() < 0.3:
+                [block] = alloc.allocate(0, -1, 1)
+                held.append(alloc.trim(block, rng.randrange(1, BLOCK + 1)))
+            else:
+                held.extend(alloc.allocate(0, -1, 1, order=rng.randrange(5)))
+        except NoSpace:
+            pass
+        assert used(alloc) == sum(1 << unpack(b)[1] for b in held)
+        spans = sorted((unpack(b)[2], unpack(b)[2] + (1 << unpack(b)[1])) for b in held)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no chunk given twice
+    alloc.free(held)
+    node = next(iter(alloc.datanodes.values()))
+    assert used(alloc) == 0 and not any(node.free[:4])  # every fragment merged back
