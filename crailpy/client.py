@@ -61,7 +61,7 @@ class Store:
         self._endpoints: dict[tuple[str, int], TcpEndpoint] = {}
         self._class_names: list[str] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._call(m.Ping())  # fail now, clearly, if the namenode is not there
+        self._channel()  # fail now, clearly, if the namenode is not there
 
     # ---- connections ----
 

@@ -188,8 +188,9 @@ def test_client_detects_a_server_of_another_version() -> None:
         conn.close()
 
     threading.Thread(target=fake_server, daemon=True).start()
+    store = crailpy.connect(f"127.0.0.1:{port}")
     with pytest.raises(errors.VersionMismatch, match="version 2"):
-        crailpy.connect(f"127.0.0.1:{port}")
+        store.stat("/")
     listener.close()
 
 
