@@ -126,20 +126,20 @@ class Store:
 
     def create(self, path: str, storage_class: str | int | None = None,
                location_class: int | None = None, overwrite: bool = False,
-               parents: bool = False, size_hint: int = 1, exact: bool = False) -> Writer:
+               parents: bool = False, size_hint: int = 0, exact: bool = False) -> Writer:
         """A writer for a new file; it becomes visible when the writer closes.
 
         Blocks for the first `size_hint` bytes come with the create reply, so a
         file of known size needs no further allocation round trip. With `exact`,
-        the file will hold at most `size_hint` bytes, and a file smaller than a
-        block takes only the space it needs.
+        the file will hold at most `size_hint` bytes. Either way a file takes
+        whole blocks and, for its last bytes, only the space they need.
         """
         flags = (OVERWRITE if overwrite else 0) | (PARENTS if parents else 0) | (EXACT if exact else 0)
         created = self._create(path, NodeType.FILE, storage_class, location_class, flags, size_hint)
         return Writer(self, path, created, limit=size_hint if exact else None)
 
     def append_part(self, path: str, location_class: int | None = None,
-                    size_hint: int = 1, exact: bool = False) -> Writer:
+                    size_hint: int = 0, exact: bool = False) -> Writer:
         """A writer for one more part of the multifile at `path`; many may write at once."""
         created = self._call(m.CreatePart(_class_or_any(location_class), EXACT if exact else 0,
                                           size_hint, path))

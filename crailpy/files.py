@@ -110,7 +110,8 @@ class Writer(io.BufferedIOBase):
         if self._done:
             return
         try:
-            self.flush()
+            self._flush_buffer(final=True)
+            self._window.drain()
             info = self._store._call(m.Commit(self._info.id, self._token, self._pos))
         except BaseException:
             self.abort()
@@ -136,17 +137,21 @@ class Writer(io.BufferedIOBase):
         else:
             self.close()
 
-    def _flush_buffer(self) -> None:
+    def _flush_buffer(self, final: bool = False) -> None:
         if self._buf:
             buf, self._buf = self._buf, bytearray()
-            self._send(memoryview(buf))
+            self._send(memoryview(buf), final)
 
-    def _send(self, view: memoryview) -> None:
+    def _send(self, view: memoryview, final: bool = False) -> None:
+        """Send `view` at the current position; `final`: it ends the file."""
         done = 0
         while done < len(view):
             index, offset = divmod(self._pos, self._bs)
             while index >= len(self._blocks):  # the namenode may give fewer than asked
-                self._allocate(len(view) - done)
+                if final:
+                    self._allocate_end(self._pos + len(view) - done)
+                else:
+                    self._allocate(len(view) - done)
             datanode, block = self._blocks[index]
             chunk = view[done : done + min(self._bs - offset, len(view) - done)]
             endpoint = self._store._endpoint(datanode, self.path, index)
@@ -157,7 +162,17 @@ class Writer(io.BufferedIOBase):
     def _allocate(self, remaining: int) -> None:
         """Ask for the blocks this write needs, and a few more ahead of need."""
         want = max(self._store.config.client.alloc_ahead, -(-remaining // self._bs))
-        reply = self._store._call(m.AllocBlocks(self._info.id, self._token, min(want, 4096)))
+        reply = self._store._call(m.AllocBlocks(self._info.id, self._token, min(want, 4096), 0))
+        self._add_blocks(reply.datanodes, reply.blocks)
+
+    def _allocate_end(self, size: int) -> None:
+        """The file ends at `size`: ask for whole blocks up to its last, and for the last
+        only the chunk its bytes need."""
+        whole, tail = divmod(size, self._bs)
+        count = min(whole - len(self._blocks), 4096)
+        if count < whole - len(self._blocks):
+            tail = 0  # more than one reply's worth: the tail comes with a later one
+        reply = self._store._call(m.AllocBlocks(self._info.id, self._token, count, tail))
         self._add_blocks(reply.datanodes, reply.blocks)
 
     def _add_blocks(self, datanodes: tuple, blocks: tuple) -> None:

@@ -74,7 +74,7 @@ def run(store: Store, test: str, size: int, count: int, directory: str,
         raise FileNotFoundError(f"no data set in {directory}: run `crailpy iobench -t write` first")
 
     def write(path: str) -> None:
-        with store.create(path, storage_class=storage_class) as f:
+        with store.create(path, storage_class=storage_class, size_hint=size, exact=True) as f:
             f.write(buf)
 
     def read(path: str) -> None:

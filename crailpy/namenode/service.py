@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 
 from crailpy.errors import (
-    Busy, DirectoryNotEmpty, Exists, InvalidArgument, NotADirectory, NotFound, Stale, WrongType,
+    Busy, DirectoryNotEmpty, Exists, InvalidArgument, NoSpace, NotADirectory, NotFound, Stale,
+    WrongType,
 )
 from crailpy.namenode.blocks import UNIT, BlockAllocator, order_for, unpack
 from crailpy.namenode.namespace import CONTAINERS, Node, split_path, subtree, walk
@@ -134,13 +135,26 @@ class NamenodeService:
 
     def alloc_blocks(self, req: m.AllocBlocks, session: int) -> m.Blocks:
         open_file = self._writer(req.node, req.token)
-        if not 0 < req.count <= MAX_BLOCKS_PER_REPLY:
-            raise InvalidArgument(f"can allocate 1 to {MAX_BLOCKS_PER_REPLY} blocks at once")
+        if req.count > MAX_BLOCKS_PER_REPLY or not (req.count or req.tail):
+            raise InvalidArgument(f"can allocate 0 to {MAX_BLOCKS_PER_REPLY} blocks and a tail, "
+                                  "and not nothing")
+        if req.tail > self.block_size:
+            raise InvalidArgument(f"a tail of {req.tail} bytes is more than a block")
         node = open_file.node
-        if open_file.limit is not None and open_file.limit < self.block_size:
-            raise InvalidArgument(f"file {node.id} was created for at most {open_file.limit} bytes")
-        new = self.alloc.allocate(node.storage_class, node.location_class, req.count, minimum=1)
         first = len(node.blocks)
+        if open_file.limit is not None and first * self.block_size >= open_file.limit:
+            raise InvalidArgument(f"file {node.id} was created for at most {open_file.limit} bytes")
+        cls, loc = node.storage_class, node.location_class
+        if req.tail:  # all or nothing: the file's end is known
+            new = self.alloc.allocate(cls, loc, req.count)
+            try:
+                new += self.alloc.allocate(cls, loc, 1, order=order_for(req.tail))
+            except NoSpace:
+                self.alloc.free(new)
+                raise
+            open_file.limit = (first + req.count) * self.block_size + req.tail
+        else:
+            new = self.alloc.allocate(cls, loc, req.count, minimum=1)
         node.blocks.extend(new)
         datanodes, blocks = self._locate(new)
         return m.Blocks(first, datanodes, blocks)

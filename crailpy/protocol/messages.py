@@ -180,9 +180,13 @@ class GetBlocks(NamedTuple):
 
 
 class AllocBlocks(NamedTuple):
+    """`count` whole blocks, then, if `tail` > 0, one chunk for the `tail` bytes that end
+    the file (a writer that knows where its file ends asks for just that)."""
+
     node: U64
     token: U64
     count: U32
+    tail: U64
 
 
 class Blocks(NamedTuple):

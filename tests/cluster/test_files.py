@@ -312,3 +312,13 @@ def test_small_objects_take_small_space(store: crailpy.Store) -> None:
     assert sum(c.used for c in store.usage()[0]) == 0
     store.put("/whole", os.urandom(16 << 20))  # the chunks merged back: whole blocks again
     assert store.stat("/whole").size == 16 << 20
+
+
+def test_many_small_files_of_unknown_size_fit(store: crailpy.Store) -> None:
+    # 48 MiB hold 768 blocks of 64 KiB; 1,500 files that each took a whole block would not fit.
+    store.mkdir("/small")
+    for i in range(1500):
+        with store.create(f"/small/{i}") as f:
+            f.write(b"%04d" % i * 250)
+    assert sum(c.used for c in store.usage()[0]) == 1500 * UNIT
+    assert store.get("/small/1499") == b"1499" * 250

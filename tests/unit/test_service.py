@@ -7,6 +7,7 @@ import pytest
 from crailpy import errors
 from crailpy.protocol import messages as m
 from crailpy.protocol.messages import EXIST_OK, OVERWRITE, PARENTS, NodeType
+from crailpy.namenode.blocks import UNIT
 from crailpy.namenode.service import NamenodeService
 
 BS = 4096
@@ -31,7 +32,7 @@ def write(nn: NamenodeService, path: str, size: int, session: int = 1, flags: in
     created = nn.create(m.Create(FILE, cls, -1, flags, 0, path), session)
     blocks = -(-size // BS)
     while blocks > 0:  # as a writer does: the namenode may give fewer than asked
-        blocks -= len(nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, blocks),
+        blocks -= len(nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, blocks, 0),
                                       session).blocks)
     return nn.commit(m.Commit(created.info.id, created.token, size), session)
 
@@ -88,7 +89,7 @@ def test_file_is_invisible_until_commit_and_second_writer_is_refused(nn: Namenod
 def test_dead_writer_session_leaves_nothing(nn: NamenodeService) -> None:
     before = used(nn)
     created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 7)
-    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 3), 7)
+    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 3, 0), 7)
     assert used(nn)["dram"] == 3 * BS
     nn.end_session(7)
     assert used(nn) == before
@@ -99,7 +100,7 @@ def test_dead_writer_session_leaves_nothing(nn: NamenodeService) -> None:
 
 def test_commit_frees_unused_trailing_blocks(nn: NamenodeService) -> None:
     created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 1)
-    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 6), 1)
+    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 6, 0), 1)
     nn.commit(m.Commit(created.info.id, created.token, BS + 1), 1)
     assert sum(used(nn).values()) == 2 * BS
     with pytest.raises(errors.InvalidArgument):
@@ -134,7 +135,7 @@ def test_blocks_spread_over_datanodes_and_freed_blocks_are_reused(nn: NamenodeSe
 def test_location_class_is_preferred(nn: NamenodeService) -> None:
     nn.register(m.Register(0, 3, 1, 6000, 8 * BS, "rack3"), 0)
     created = nn.create(m.Create(FILE, -1, 3, 0, 0, "/near"), 1)
-    reply = nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 5), 1)
+    reply = nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 5, 0), 1)
     assert {d.host for d in reply.datanodes} == {"rack3"}
 
 
@@ -152,7 +153,7 @@ def test_delete_recursive_and_not_empty(nn: NamenodeService) -> None:
 def test_writer_whose_directory_was_deleted_cannot_commit(nn: NamenodeService) -> None:
     mkdir(nn, "/d")
     created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/d/f"), 1)
-    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 1), 1)
+    nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 1, 0), 1)
     nn.delete(m.Delete(1, "/d"), 0)
     with pytest.raises(errors.NotFound, match="deleted"):
         nn.commit(m.Commit(created.info.id, created.token, 10), 1)
@@ -178,7 +179,7 @@ def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
     writers = [nn.create_part(m.CreatePart(-1, 0, 0, "/shuffle"), s) for s in (1, 2, 3)]
     for i in (2, 0):  # commit order is stream order; part 1 never commits
         w = writers[i]
-        nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1), i + 1)
+        nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1, 0), i + 1)
         nn.commit(m.Commit(w.info.id, w.token, 100 + i), i + 1)
     located = nn.lookup(m.Lookup(0, "/shuffle"), 0)
     parts = located.parts
@@ -187,7 +188,7 @@ def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
     assert len(blocks.blocks) == 1
     with pytest.raises(errors.WrongType):
         nn.create_part(m.CreatePart(-1, 0, 0, "/"), 1)
-    nn.alloc_blocks(m.AllocBlocks(writers[1].info.id, writers[1].token, 1), 2)
+    nn.alloc_blocks(m.AllocBlocks(writers[1].info.id, writers[1].token, 1, 0), 2)
     nn.delete(m.Delete(1, "/shuffle"), 0)
     assert used(nn)["dram"] == 1 * BS  # only the uncommitted part still holds a block
     nn.end_session(2)
@@ -199,7 +200,7 @@ def test_table_last_put_wins(nn: NamenodeService) -> None:
     a = nn.create(m.Create(FILE, -1, -1, 0, 0, "/kv/k"), 1)
     b = nn.create(m.Create(FILE, -1, -1, 0, 0, "/kv/k"), 2)  # concurrent puts are allowed
     for w, size, s in ((b, 20, 2), (a, 10, 1)):
-        nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1), s)
+        nn.alloc_blocks(m.AllocBlocks(w.info.id, w.token, 1, 0), s)
         nn.commit(m.Commit(w.info.id, w.token, size), s)
     assert nn.lookup(m.Lookup(0, "/kv/k"), 0).info.size == 10
     assert used(nn)["dram"] == BS  # the replaced value's block was freed
@@ -306,6 +307,23 @@ def test_allocation_gives_what_there_is(nn: NamenodeService) -> None:
     more = nn.create(m.Create(FILE, -1, -1, 0, BS, "/g"), 1)
     assert more.blocks == ()
     with pytest.raises(errors.NoSpace):
-        nn.alloc_blocks(m.AllocBlocks(more.info.id, more.token, 8), 1)
+        nn.alloc_blocks(m.AllocBlocks(more.info.id, more.token, 8, 0), 1)
     nn.abort(m.Abort(created.info.id, created.token), 1)
-    assert len(nn.alloc_blocks(m.AllocBlocks(more.info.id, more.token, 30), 1).blocks) == 24
+    assert len(nn.alloc_blocks(m.AllocBlocks(more.info.id, more.token, 30, 0), 1).blocks) == 24
+
+
+def test_a_known_end_gets_a_tail_chunk(nn: NamenodeService) -> None:
+    big = NamenodeService(64 * UNIT, ["dram"], dead_after=5.0, heartbeat_interval=1.0)
+    big.register(m.Register(0, 0, 1, 1, 8 * 64 * UNIT, "h"), 0)
+    created = big.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 1)
+    reply = big.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 2, 3 * UNIT), 1)
+    assert len(reply.blocks) == 3
+    assert sum(n.used_units for n in big.alloc.datanodes.values()) == 2 * 64 + 4
+    with pytest.raises(errors.InvalidArgument, match="at most"):
+        big.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 1, 0), 1)
+    with pytest.raises(errors.InvalidArgument, match="over"):
+        big.commit(m.Commit(created.info.id, created.token, 2 * 64 * UNIT + 3 * UNIT + 1), 1)
+    big.commit(m.Commit(created.info.id, created.token, 2 * 64 * UNIT + 3 * UNIT), 1)
+    with pytest.raises(errors.InvalidArgument):
+        other = big.create(m.Create(FILE, -1, -1, 0, 0, "/g"), 1)
+        big.alloc_blocks(m.AllocBlocks(other.info.id, other.token, 0, 0), 1)
