@@ -7,6 +7,7 @@ talked to; it is safe to share between threads. Paths are absolute, as in
 
 from __future__ import annotations
 
+import builtins
 import collections
 import threading
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
@@ -18,6 +19,7 @@ from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view, get_ma
 from crailpy.netio import parse_address
 from crailpy.protocol import messages as m
 from crailpy.protocol.messages import ANY_CLASS, EXACT, EXIST_OK, OVERWRITE, PARENTS, NodeType
+from crailpy.transports import Endpoint
 from crailpy.transports.tcp import TcpEndpoint
 
 if TYPE_CHECKING:
@@ -58,8 +60,8 @@ class Store:
         self._host_port = parse_address(self.address)
         self._lock = threading.Lock()
         self._namenode: Channel | None = None
-        self._endpoints: dict[tuple[str, int], TcpEndpoint] = {}
-        self._class_names: list[str] | None = None
+        self._endpoints: dict[tuple[str, int], Endpoint] = {}
+        self._class_names: builtins.list[str] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._channel()  # fail now, clearly, if the namenode is not there
 
@@ -76,7 +78,7 @@ class Store:
                                                     "namenode")
             return self._namenode
 
-    def _endpoint(self, datanode: m.DatanodeInfo, path: str, index: int) -> TcpEndpoint:
+    def _endpoint(self, datanode: m.DatanodeInfo, path: str, index: int) -> Endpoint:
         if not datanode.alive:
             raise BlockLost(f"{path}: block {index} lived on datanode {datanode.id} "
                             f"({datanode.host}:{datanode.port}), which is dead; the data is lost")
@@ -169,7 +171,7 @@ class Store:
             return False
         return True
 
-    def list(self, path: str) -> list[FileStatus]:
+    def list(self, path: str) -> builtins.list[FileStatus]:
         """The entries of a directory or table, sorted by name."""
         out, start = [], 0
         base = path.rstrip("/")
@@ -207,7 +209,7 @@ class Store:
 
     # ---- many at once ----
 
-    def pipeline(self, requests: Iterable[Any], inflight: int = 64) -> list[Any]:
+    def pipeline(self, requests: Iterable[Any], inflight: int = 64) -> builtins.list[Any]:
         """Send namenode requests (`crailpy.protocol.messages`) with up to `inflight` of them
         in flight on one connection; the replies, in request order. The first error raises."""
         channel = self._channel()
@@ -220,18 +222,18 @@ class Store:
         out.extend(p.result() for p in window)
         return out
 
-    def stat_many(self, paths: list[str], inflight: int = 64) -> list[FileStatus]:
+    def stat_many(self, paths: builtins.list[str], inflight: int = 64) -> builtins.list[FileStatus]:
         replies = self.pipeline((m.Lookup(0, p) for p in paths), inflight)
         return [self._status(p, r.info) for p, r in zip(paths, replies)]
 
-    def delete_many(self, paths: list[str], recursive: bool = False, inflight: int = 64) -> None:
+    def delete_many(self, paths: builtins.list[str], recursive: bool = False, inflight: int = 64) -> None:
         self.pipeline((m.Delete(int(recursive), p) for p in paths), inflight)
 
     def put_many(self, items: dict[str, Any], inflight: int = 64) -> None:
         """`put` of every path -> value, creates, writes and commits each pipelined."""
         put_many(self, items, inflight)
 
-    def get_many(self, paths: list[str], inflight: int = 64) -> list[bytes]:
+    def get_many(self, paths: builtins.list[str], inflight: int = 64) -> builtins.list[bytes]:
         return get_many(self, paths, inflight)
 
     # ---- futures ----
@@ -258,7 +260,7 @@ class Store:
 
     # ---- cluster ----
 
-    def usage(self) -> tuple[list[ClassUsage], list[DatanodeUsage]]:
+    def usage(self) -> tuple[builtins.list[ClassUsage], builtins.list[DatanodeUsage]]:
         """Capacity and use per storage class and per datanode (what `crailpy fs df` shows)."""
         reply = self._call(m.StatFs())
         names = [c.name for c in reply.classes]
@@ -277,7 +279,7 @@ class Store:
         return self._call(m.Create(node_type, cls, _class_or_any(location_class), flags, reserve,
                                    path))
 
-    def _classes(self) -> list[str]:
+    def _classes(self) -> builtins.list[str]:
         if self._class_names is None:
             self._class_names = [c.name for c in self._call(m.StatFs()).classes]
         return self._class_names
@@ -301,7 +303,7 @@ class Store:
         return FileStatus(path, NodeType(info.type).name.lower(), info.size, cls,
                           info.location_class, info.mtime_ns, info.id, info.block_size)
 
-    def block_locations(self, path: str) -> list[tuple[int, str, str]]:
+    def block_locations(self, path: str) -> builtins.list[tuple[int, str, str]]:
         """(block index, datanode address, storage class) of every block of a file."""
         reader = self.open(path)
         names = self._classes()

@@ -194,10 +194,6 @@ class BlockAllocator:
         if node.used_units == 0:
             del self.datanodes[node.id]
 
-    def is_alive(self, datanode: int) -> bool:
-        node = self.datanodes.get(datanode)
-        return node is not None and node.alive
-
     def usage(self) -> tuple[list[ClassUsage], list[DatanodeUsage]]:
         per_class = [ClassUsage(c, 0, 0, name) for c, name in enumerate(self.class_names)]
         nodes = []

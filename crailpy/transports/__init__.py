@@ -27,4 +27,8 @@ class Endpoint(Protocol):
     def read(self, block: Block, offset: int, dest: memoryview) -> Transfer:
         """Read `len(dest)` bytes at `offset` within `block` into `dest`."""
 
+    @property
+    def broken(self) -> bool:
+        """The connection failed; the next use needs a new endpoint."""
+
     def close(self) -> None: ...
