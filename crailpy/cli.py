@@ -406,10 +406,10 @@ def df(fs_obj: Fs) -> None:
         pct = 100 * c.used / c.capacity if c.capacity else 0
         click.echo(f"{c.name:<8} {human(c.capacity):>12} {human(c.used):>12} "
                    f"{human(c.capacity - c.used):>12} {pct:>4.0f}%")
-    click.echo(f"\n{'datanode':<8} {'address':<22} {'class':<6} {'state':<5} {'transports':<10} "
+    click.echo(f"\n{'datanode':<10} {'address':<22} {'class':<6} {'state':<5} {'transports':<10} "
                f"{'capacity':>12} {'used':>12}")
     for d in nodes:
-        click.echo(f"{d.id:<8} {d.address:<22} {d.storage_class:<6} "
+        click.echo(f"{d.id:<10} {d.address:<22} {d.storage_class:<6} "
                    f"{'up' if d.alive else 'dead':<5} {d.transports:<10} "
                    f"{human(d.capacity):>12} {human(d.used):>12}")
 
