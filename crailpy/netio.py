@@ -9,6 +9,7 @@ caller's buffer with `recv_into`. `send_all` sends a list of buffers with
 from __future__ import annotations
 
 import os
+import select
 import socket
 import time
 from typing import Sequence
@@ -120,6 +121,22 @@ def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
             views.pop(0)
         if sent:
             views[0] = views[0][sent:]
+
+
+def send_file(sock: socket.socket, fd: int, offset: int, length: int) -> None:
+    """Send `length` bytes of file `fd` from `offset` with `sendfile`: the kernel hands the
+    pages to the socket, no copy through user space. Waits out a full socket buffer."""
+    end = offset + length
+    while offset < end:
+        try:
+            sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
+        except BlockingIOError:  # a socket with a timeout is non-blocking underneath
+            if not select.select([], [sock], [], sock.gettimeout())[1]:
+                raise TimeoutError("the peer does not take the data") from None
+            continue
+        if sent == 0:
+            raise OSError("the file is shorter than the range to send")
+        offset += sent
 
 
 def parse_address(address: str, default_port: int = 9060) -> tuple[str, int]:

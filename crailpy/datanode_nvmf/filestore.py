@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from crailpy.netio import SocketReader
+from crailpy.netio import SocketReader, send_file
 from crailpy.protocol import frames
 from crailpy.protocol.messages import Data
 from crailpy.serving import Connection
@@ -25,12 +25,7 @@ class FileStore:
 
     def send(self, conn: Connection, header: frames.Header, offset: int, length: int) -> None:
         conn.reply_head(header, Data(), length)
-        end = offset + length
-        while offset < end:
-            sent = os.sendfile(conn.sock.fileno(), self._fd, offset, end - offset)
-            if sent == 0:
-                raise OSError("the block file is shorter than its capacity")
-            offset += sent
+        send_file(conn.sock, self._fd, offset, length)
 
     def receive(self, reader: SocketReader, offset: int, length: int) -> None:
         scratch = memoryview(bytearray(min(CHUNK, length)))

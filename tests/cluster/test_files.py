@@ -322,3 +322,24 @@ def test_many_small_files_of_unknown_size_fit(store: crailpy.Store) -> None:
             f.write(b"%04d" % i * 250)
     assert sum(c.used for c in store.usage()[0]) == 1500 * UNIT
     assert store.get("/small/1499") == b"1499" * 250
+
+
+def test_flash_block_reaches_a_slow_reader(tmp_path: Path) -> None:
+    # A block larger than the socket buffers: the file tier's sendfile must wait for the
+    # reader, not give up when the buffer is full.
+    cluster = start_cluster(tmp_path, dram=0, flash=1, flash_capacity=32 << 20,
+                            block_size=16 << 20)
+    try:
+        with cluster.connect() as store:
+            data = os.urandom(16 << 20)
+            store.put("/cold", data)
+            assert store.block_locations("/cold")[0][2] == "flash"
+            with store.open("/cold") as f:
+                endpoint = store._endpoint(*f._location(0)[:1], "/cold", 0)
+                out = bytearray(len(data))
+                pending = endpoint.read(f._location(0)[1], 0, memoryview(out))
+                time.sleep(0.5)  # the datanode fills the socket buffer and must wait
+                assert pending.result() == len(data)
+            assert digest(out) == digest(data)
+    finally:
+        cluster.stop()
