@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from crailpy import config as configuration
 from crailpy.channel import Channel
-from crailpy.errors import BlockLost, InvalidArgument, Unreachable, WrongType
+from crailpy.errors import BlockLost, CrailError, InvalidArgument, Unreachable, WrongType
 from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view, get_many, put_many
 from crailpy.netio import parse_address
 from crailpy.protocol import messages as m
@@ -209,17 +209,29 @@ class Store:
 
     # ---- many at once ----
 
-    def pipeline(self, requests: Iterable[Any], inflight: int = 64) -> builtins.list[Any]:
+    def pipeline(self, requests: Iterable[Any], inflight: int = 64,
+                 return_exceptions: bool = False) -> builtins.list[Any]:
         """Send namenode requests (`crailpy.protocol.messages`) with up to `inflight` of them
-        in flight on one connection; the replies, in request order. The first error raises."""
+        in flight on one connection; the replies, in request order. The first error raises,
+        or with `return_exceptions` takes its request's place in the replies."""
         channel = self._channel()
         window: collections.deque = collections.deque()
-        out = []
+        out: builtins.list[Any] = []
+
+        def settle(pending: Any) -> None:
+            try:
+                out.append(pending.result())
+            except CrailError as exc:
+                if not return_exceptions:
+                    raise
+                out.append(exc)
+
         for request in requests:
             window.append(channel.submit(request))
             if len(window) >= inflight:
-                out.append(window.popleft().result())
-        out.extend(p.result() for p in window)
+                settle(window.popleft())
+        while window:
+            settle(window.popleft())
         return out
 
     def stat_many(self, paths: builtins.list[str], inflight: int = 64) -> builtins.list[FileStatus]:

@@ -9,6 +9,7 @@ flight at once (`client.inflight`), across datanodes.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -49,14 +50,23 @@ class _Window:
         transfer, check = self._pending.popleft()
         try:
             value = transfer.result()
-        except Stale as exc:
-            self._pending.clear()
-            raise BlockLost(str(exc)) from None
-        except BaseException:
-            self._pending.clear()
+            if check is not None:
+                check(value)
+        except BaseException as exc:
+            self._settle()
+            if isinstance(exc, Stale):
+                raise BlockLost(str(exc)) from None
             raise
-        if check is not None:
-            check(value)
+
+    def _settle(self) -> None:
+        """After a failure, wait out the other transfers: none may land in a buffer later,
+        when its owner has moved on."""
+        while self._pending:
+            transfer, _ = self._pending.popleft()
+            try:
+                transfer.result()
+            except BaseException:
+                pass
 
 
 class Writer(io.BufferedIOBase):
@@ -79,6 +89,7 @@ class Writer(io.BufferedIOBase):
         self._buf = bytearray()
         self._window = window or _Window(store.config.client.inflight)
         self._done = False
+        self._failed: BaseException | None = None  # a transfer failed: the file cannot commit
 
     def writable(self) -> bool:
         return True
@@ -96,20 +107,24 @@ class Writer(io.BufferedIOBase):
         if len(self._buf) + len(view) <= limit:
             self._buf += view  # small writes are gathered; large ones go out as they are
             return len(view)
-        self._flush_buffer()
-        self._send(view)
+        with self._failing():
+            self._flush_buffer()
+            self._send(view)
         return len(view)
 
     def flush(self) -> None:
         """Send what is buffered and wait until every datanode has it."""
         if not self._done:
-            self._flush_buffer()
-            self._window.drain()
+            with self._failing():
+                self._flush_buffer()
+                self._window.drain()
 
     def close(self) -> None:
         if self._done:
             return
         try:
+            if self._failed is not None:
+                raise self._failed
             self._flush_buffer(final=True)
             self._window.drain()
             info = self._store._call(m.Commit(self._info.id, self._token, self._pos))
@@ -136,6 +151,20 @@ class Writer(io.BufferedIOBase):
             self.abort()
         else:
             self.close()
+
+    def __del__(self) -> None:
+        # io.IOBase would close(), and so commit, a writer that was only dropped.
+        if not getattr(self, "_done", True):
+            self.abort()
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Remember a failed transfer: the bytes it carried are missing, so no commit."""
+        try:
+            yield
+        except BaseException as exc:
+            self._failed = self._failed or exc
+            raise
 
     def _flush_buffer(self, final: bool = False) -> None:
         if self._buf:
@@ -206,7 +235,10 @@ class Reader(io.BufferedIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        bases = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}
+        if whence not in bases:
+            raise InvalidArgument(f"whence must be SEEK_SET, SEEK_CUR or SEEK_END, not {whence}")
+        base = bases[whence]
         if base + offset < 0:
             raise InvalidArgument(f"cannot seek to {base + offset}")
         self._pos = base + offset
@@ -358,7 +390,12 @@ def put_many(store: "Store", items: dict[str, Any], inflight: int) -> None:
     views = [(path, as_bytes_view(value)) for path, value in items.items()]
     created = store.pipeline((m.Create(m.NodeType.FILE, m.ANY_CLASS, m.ANY_CLASS,
                                        m.OVERWRITE | m.EXACT, len(view), path)
-                              for path, view in views), inflight)
+                              for path, view in views), inflight, return_exceptions=True)
+    failed = [c for c in created if isinstance(c, BaseException)]
+    if failed:  # give back what the others took before saying why
+        store.pipeline((m.Abort(c.info.id, c.token) for c in created
+                        if not isinstance(c, BaseException)), inflight, return_exceptions=True)
+        raise failed[0]
     window = _Window(inflight)
     writers = [Writer(store, path, c, window) for (path, _), c in zip(views, created)]
     try:

@@ -142,7 +142,9 @@ class NamenodeService:
             raise InvalidArgument(f"a tail of {req.tail} bytes is more than a block")
         node = open_file.node
         first = len(node.blocks)
-        if open_file.limit is not None and first * self.block_size >= open_file.limit:
+        end = (first + req.count) * self.block_size + req.tail if req.tail else None
+        if open_file.limit is not None and (first * self.block_size >= open_file.limit
+                                            or (end or 0) > open_file.limit):
             raise InvalidArgument(f"file {node.id} was created for at most {open_file.limit} bytes")
         cls, loc = node.storage_class, node.location_class
         if req.tail:  # all or nothing: the file's end is known
@@ -152,7 +154,7 @@ class NamenodeService:
             except NoSpace:
                 self.alloc.free(new)
                 raise
-            open_file.limit = (first + req.count) * self.block_size + req.tail
+            open_file.limit = end
         else:
             new = self.alloc.allocate(cls, loc, req.count, minimum=1)
         node.blocks.extend(new)
@@ -173,6 +175,10 @@ class NamenodeService:
         if self.nodes.get(parent.id) is not parent:
             self._drop(open_file)
             raise NotFound(f"the directory of {node.name or 'this part'} was deleted while it was written")
+        old = parent.children.get(node.name) if parent.children is not None else None
+        if old is not None and (old.type != NodeType.FILE or not open_file.overwrite):
+            self._drop(open_file)  # the reservation should have prevented this; never clobber
+            raise Exists(f"{old.path()} exists")
         del self.open_files[node.id]
         self.alloc.free(node.blocks[needed:])
         del node.blocks[needed:]
@@ -185,7 +191,6 @@ class NamenodeService:
             parent.size += node.size
         else:
             self.reserved.pop((parent.id, node.name), None)
-            old = parent.children.get(node.name)
             if old is not None:
                 self._remove(old)
             parent.children[node.name] = node
@@ -293,8 +298,8 @@ class NamenodeService:
         or for an EXACT file smaller than a block, one chunk of its size."""
         cls = parent.storage_class if storage_class == ANY_CLASS else storage_class
         loc = parent.location_class if location_class == ANY_CLASS else location_class
-        if exact and 0 < reserve < self.block_size:
-            blocks = self.alloc.allocate(cls, loc, 1, minimum=0, order=order_for(reserve))
+        if exact and 0 < reserve < self.block_size:  # its space, or NO_SPACE: it cannot grow
+            blocks = self.alloc.allocate(cls, loc, 1, order=order_for(reserve))
         else:
             count = min(-(-reserve // self.block_size), MAX_BLOCKS_PER_REPLY)
             blocks = self.alloc.allocate(cls, loc, count, minimum=0)  # a hint: what is free
@@ -323,6 +328,8 @@ class NamenodeService:
             child = node.children.get(name)
             if child is None and node.type == NodeType.TABLE:
                 raise WrongType(f"a table holds keys (files) only: /{'/'.join(names[: i + 1])}")
+            if child is None and (node.id, name) in self.reserved:
+                raise Busy(f"/{'/'.join(names[: i + 1])} is being written by another writer")
             if child is None:
                 child = self._new_node(name, node, NodeType.DIRECTORY, ANY_CLASS, ANY_CLASS)
                 node.children[name] = child

@@ -1,6 +1,14 @@
-"""The TCP transport: READ and WRITE frames of docs/protocol.md on one connection per datanode."""
+"""The TCP transport: READ and WRITE frames of docs/protocol.md to a datanode.
+
+Reads and writes go over two connections. On one, a thread blocked sending a
+large WRITE (the datanode is not reading: it is itself blocked sending READ
+data that nobody receives, because the reading thread waits to send) would
+deadlock with a reading thread of the same Store.
+"""
 
 from __future__ import annotations
+
+import threading
 
 from crailpy.channel import Channel, Pending
 from crailpy.config import ClientConfig
@@ -11,17 +19,31 @@ class TcpEndpoint:
     name = "tcp"
 
     def __init__(self, host: str, port: int, config: ClientConfig) -> None:
-        self.channel = Channel.for_client((host, port), config, "datanode", bulk=True)
+        self._address = (host, port)
+        self._config = config
+        self._lock = threading.Lock()
+        self._channels: dict[str, Channel] = {}
+        self._channel("read")  # connect now, so that an unreachable datanode says so at once
+
+    def _channel(self, kind: str) -> Channel:
+        with self._lock:
+            channel = self._channels.get(kind)
+            if channel is None:
+                channel = Channel.for_client(self._address, self._config, "datanode", bulk=True)
+                self._channels[kind] = channel
+            return channel
 
     def write(self, block: Block, offset: int, data: memoryview) -> Pending:
-        return self.channel.submit(Write(block.datanode, block.offset + offset), [data])
+        return self._channel("write").submit(Write(block.datanode, block.offset + offset), [data])
 
     def read(self, block: Block, offset: int, dest: memoryview) -> Pending:
-        return self.channel.submit(Read(block.datanode, len(dest), block.offset + offset), into=dest)
+        return self._channel("read").submit(Read(block.datanode, len(dest), block.offset + offset),
+                                            into=dest)
 
     @property
     def broken(self) -> bool:
-        return self.channel.broken is not None
+        return any(c.broken is not None for c in self._channels.values())
 
     def close(self) -> None:
-        self.channel.close()
+        for channel in self._channels.values():
+            channel.close()

@@ -343,3 +343,101 @@ def test_flash_block_reaches_a_slow_reader(tmp_path: Path) -> None:
             assert digest(out) == digest(data)
     finally:
         cluster.stop()
+
+
+# ---- found by review: each failed before its fix ----
+
+def test_a_failed_transfer_stops_the_commit(cluster: Cluster, store: crailpy.Store,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    stores = [d.store for d in cluster.datanodes if d.store.__class__.__name__ == "MemoryStore"]
+    originals = {id(s): s.receive for s in stores}
+
+    def flaky(target):
+        def receive(reader, offset, length):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(5, "Input/output error")
+            return originals[id(target)](reader, offset, length)
+        return receive
+
+    for s in stores:
+        monkeypatch.setattr(s, "receive", flaky(s))
+    f = store.create("/f")
+    with pytest.raises(ConnectionError):
+        f.write(os.urandom(4 * BLOCK))
+        f.flush()
+    with pytest.raises(ConnectionError):
+        f.close()  # the bytes of the failed block are missing: no commit
+    assert not store.exists("/f")
+
+
+def test_a_dropped_writer_is_not_committed(store: crailpy.Store) -> None:
+    import gc
+
+    def careless() -> None:
+        f = store.create("/dropped")
+        f.write(b"partial ")
+        raise RuntimeError("the caller forgot the with block")
+
+    with pytest.raises(RuntimeError):
+        careless()
+    gc.collect()
+    assert not store.exists("/dropped")
+
+
+def test_put_many_that_fails_leaves_nothing_held(store: crailpy.Store) -> None:
+    store.mkdir("/d")
+    with pytest.raises(FileNotFoundError):
+        store.put_many({"/d/a": b"1" * 5000, "/nodir/b": b"2", "/d/c": b"3" * 70000})
+    assert sum(c.used for c in store.usage()[0]) == 0
+    store.put("/d/a", b"the names are free")
+    store.put("/d/c", b"again")
+
+
+def test_a_failed_read_leaves_the_callers_buffer_alone(cluster: Cluster, store: crailpy.Store) -> None:
+    data = os.urandom(16 * BLOCK)
+    store.put("/f1", data)
+    store.put("/f2", b"small")
+    cluster.datanodes[0]._register()  # a restart: its old locations are stale now
+    buf = bytearray(len(data))
+    with pytest.raises(errors.BlockLost):
+        store.open("/f1").readinto(buf)
+    buf[:] = b"\xaa" * len(buf)  # the caller moves on with its buffer
+    assert store.get("/f2") == b"small"
+    assert buf == b"\xaa" * len(buf)
+
+
+def test_reader_and_writer_threads_share_a_store(tmp_path: Path) -> None:
+    # Blocks larger than the socket buffers: a WRITE blocked in sendmsg on the connection
+    # where a READ's data waits would hang both until io_timeout.
+    cluster = start_cluster(tmp_path, dram=1, flash=0, dram_capacity=160 << 20,
+                            block_size=4 << 20)
+    try:
+        with cluster.connect(io_timeout=5.0) as store:
+            data = os.urandom(48 << 20)
+            store.put("/big", data)
+            failures: list[BaseException] = []
+
+            def reader() -> None:
+                try:
+                    for _ in range(3):
+                        assert store.get("/big") == data
+                except BaseException as exc:
+                    failures.append(exc)
+
+            def writer() -> None:
+                try:
+                    for i in range(3):
+                        store.put(f"/w{i}", data[: 24 << 20])
+                except BaseException as exc:
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=reader), threading.Thread(target=writer)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not failures
+    finally:
+        cluster.stop()

@@ -6,7 +6,7 @@ import pytest
 
 from crailpy import errors
 from crailpy.protocol import messages as m
-from crailpy.protocol.messages import EXIST_OK, OVERWRITE, PARENTS, NodeType
+from crailpy.protocol.messages import EXACT, EXIST_OK, OVERWRITE, PARENTS, NodeType
 from crailpy.namenode.blocks import UNIT
 from crailpy.namenode.service import NamenodeService
 
@@ -327,3 +327,22 @@ def test_a_known_end_gets_a_tail_chunk(nn: NamenodeService) -> None:
     with pytest.raises(errors.InvalidArgument):
         other = big.create(m.Create(FILE, -1, -1, 0, 0, "/g"), 1)
         big.alloc_blocks(m.AllocBlocks(other.info.id, other.token, 0, 0), 1)
+
+
+def test_parents_never_make_a_directory_of_a_name_being_written(nn: NamenodeService) -> None:
+    mkdir(nn, "/a")
+    created = nn.create(m.Create(FILE, -1, -1, 0, 0, "/a/f"), 1)
+    with pytest.raises(errors.Busy):
+        mkdir(nn, "/a/f/g", PARENTS)
+    nn.commit(m.Commit(created.info.id, created.token, 0), 1)
+    assert [e.name for e in nn.list_dir(m.ListDir(0, 10, "/a"), 0).entries] == ["f"]
+
+
+def test_exact_small_file_gets_its_space_or_no_space(nn: NamenodeService) -> None:
+    write(nn, "/fill", 24 * BS)  # every block of every class
+    with pytest.raises(errors.NoSpace):
+        nn.create(m.Create(FILE, -1, -1, EXACT, 100, "/x"), 1)
+    nn.delete(m.Delete(0, "/fill"), 0)
+    created = nn.create(m.Create(FILE, -1, -1, EXACT, 2 * BS, "/y"), 1)
+    with pytest.raises(errors.InvalidArgument):  # a tail may not move a fixed end
+        nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 2, 1), 1)
