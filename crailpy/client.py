@@ -78,6 +78,10 @@ class Store:
                                                     "namenode")
             return self._namenode
 
+    def _session_open(self) -> bool:
+        """Whether the namenode connection that holds our open files is still up."""
+        return self._namenode is not None and self._namenode.broken is None
+
     def _endpoint(self, datanode: m.DatanodeInfo, path: str, index: int) -> Endpoint:
         if not datanode.alive:
             raise BlockLost(f"{path}: block {index} lived on datanode {datanode.id} "

@@ -154,8 +154,12 @@ class Writer(io.BufferedIOBase):
 
     def __del__(self) -> None:
         # io.IOBase would close(), and so commit, a writer that was only dropped.
-        if not getattr(self, "_done", True):
+        if getattr(self, "_done", True):
+            return
+        if self._store._session_open():
             self.abort()
+        else:  # its namenode connection is gone, and the namenode dropped the file with it
+            self._done = True
 
     @contextlib.contextmanager
     def _failing(self) -> Iterator[None]:

@@ -441,3 +441,17 @@ def test_reader_and_writer_threads_share_a_store(tmp_path: Path) -> None:
             assert not failures
     finally:
         cluster.stop()
+
+
+def test_a_writer_dropped_after_its_store_closed_does_not_reconnect(cluster: Cluster) -> None:
+    import gc
+
+    store = cluster.connect()
+    writer = store.create("/orphan")
+    writer.write(b"x")
+    store.close()
+    del writer
+    gc.collect()
+    assert store._namenode is not None and store._namenode.broken is not None  # no new connection
+    with cluster.connect() as other:
+        assert not other.exists("/orphan")
