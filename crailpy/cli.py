@@ -428,6 +428,7 @@ def cluster() -> None:
 @click.option("--flash-datanodes", type=int, help="How many file-backed flash datanodes.")
 @click.option("--dram-capacity", help="Capacity of each DRAM datanode, e.g. 256MiB.")
 @click.option("--flash-capacity", help="Capacity of each flash datanode, e.g. 1GiB.")
+@click.option("--datanode-port", type=int, help="First datanode port (0: any free ports).")
 @click.pass_obj
 def start(cfg: configuration.Config, port: int | None, **flags: Any) -> None:
     """Start a namenode and datanodes in the background."""

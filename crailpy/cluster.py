@@ -69,13 +69,18 @@ def start(config: Config) -> dict[str, Any]:
     store = _wait_for_namenode(config, state)
     try:
         expected = c.dram_datanodes + c.flash_datanodes
-        for i in range(c.dram_datanodes):
-            _spawn(state, f"datanode-dram-{i}", [*conf_args, "datanode", "--tier", "dram",
-                   "--capacity", str(c.dram_capacity), "--namenode", nn_address])
-        for i in range(c.flash_datanodes):
-            _spawn(state, f"datanode-flash-{i}", [*conf_args, "datanode", "--tier", "file",
-                   "--capacity", str(c.flash_capacity), "--namenode", nn_address,
-                   "--path", str(state / f"flash-{i}.img")])
+        host = nn_address.rpartition(":")[0] or "127.0.0.1"
+        ports = iter(range(c.datanode_port, c.datanode_port + expected)) if c.datanode_port else None
+        for tier, count, capacity in (("dram", c.dram_datanodes, c.dram_capacity),
+                                      ("file", c.flash_datanodes, c.flash_capacity)):
+            for i in range(count):
+                name = f"datanode-{'flash' if tier == 'file' else tier}-{i}"
+                args = [*conf_args, "datanode", "--tier", tier, "--capacity", str(capacity),
+                        "--namenode", nn_address,
+                        "--address", f"{host}:{next(ports) if ports else 0}"]
+                if tier == "file":
+                    args += ["--path", str(state / f"flash-{i}.img")]
+                _spawn(state, name, args)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             _, nodes = store.usage()

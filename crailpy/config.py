@@ -66,6 +66,7 @@ class ClusterConfig(NamedTuple):
     flash_datanodes: int = 1
     dram_capacity: int = 256 << 20
     flash_capacity: int = 1 << 30
+    datanode_port: int = 0
 
 
 class Config(NamedTuple):

@@ -155,3 +155,30 @@ def test_cluster_status_calls_a_zombie_stopped(tmp_path: Path) -> None:
         assert time.monotonic() - start < 3
     finally:
         zombie.wait(10)
+
+
+def test_cluster_datanode_ports_can_be_chosen(state_dir: Path) -> None:
+    import crailpy
+
+    base = free_port()
+    while not all(_port_free(p) for p in range(base, base + 3)):
+        base = free_port()
+    port = free_port()
+    ok(run_cli("cluster", "start", "--state-dir", str(state_dir), "--port", str(port),
+               "--dram-datanodes", "2", "--flash-datanodes", "1", "--dram-capacity", "16MiB",
+               "--flash-capacity", "16MiB", "--datanode-port", str(base), timeout=60))
+    with crailpy.connect(f"127.0.0.1:{port}") as store:
+        ports = sorted(int(d.address.rsplit(":", 1)[1]) for d in store.usage()[1])
+    assert ports == [base, base + 1, base + 2]
+    ok(run_cli("cluster", "stop", "--state-dir", str(state_dir), timeout=60))
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
