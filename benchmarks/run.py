@@ -13,6 +13,8 @@ import argparse
 import json
 import os
 import platform
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="run only these parts "
                         "(large small metadata shuffle coldstart memory)")
     args = parser.parse_args()
+    # A SIGTERM (a timeout) must still stop the cluster and Redis this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     p = QUICK if args.quick else FULL
     parts = set(args.only or ["large", "small", "metadata", "shuffle", "coldstart", "memory"])
     args.out.mkdir(parents=True, exist_ok=True)
