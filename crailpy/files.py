@@ -378,13 +378,8 @@ class MultifileReader(io.BufferedIOBase):
         return total
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            out = bytearray(self.size)
-            n = self.readinto(out)
-            return bytes(out[:n])
-        out = bytearray(size)
-        n = self.readinto(out)
-        return bytes(out[:n])
+        out = bytearray(self.size if size is None or size < 0 else size)
+        return bytes(out[: self.readinto(out)])
 
     read1 = read
 

@@ -83,7 +83,8 @@ def run(store: Store, test: str, size: int, count: int, directory: str,
 
     for name in tests:
         if name == "write":
-            store.delete(directory, recursive=True) if store.exists(directory) else None
+            if store.exists(directory):
+                store.delete(directory, recursive=True)
             store.mkdir(directory, parents=True, storage_class=storage_class)
             yield _timed(name, [lambda p=p: write(p) for p in names], size)
         elif name == "readSequential":
@@ -92,7 +93,8 @@ def run(store: Store, test: str, size: int, count: int, directory: str,
             yield _timed(name, [lambda p=p: read(p) for p in random.sample(names, len(names))], size)
         elif name == "createFile":
             empty = f"{directory}-empty"
-            store.delete(empty, recursive=True) if store.exists(empty) else None
+            if store.exists(empty):
+                store.delete(empty, recursive=True)
             store.mkdir(empty, parents=True)
             yield _timed(name, [lambda i=i: store.create(f"{empty}/e{i}").close()
                                 for i in range(count)], 0)
