@@ -7,6 +7,7 @@ traceback.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import signal
@@ -101,6 +102,8 @@ def namenode(cfg: configuration.Config, **flags: Any) -> None:
 @click.option("--capacity", help="Bytes to offer, e.g. 1GiB [datanode.capacity].")
 @click.option("--location-class", type=int, help="Location class (host affinity).")
 @click.option("--path", help="Backing file of the file tier.")
+@click.option("--rdma", type=click.Choice(["auto", "on", "off"]),
+              help="Serve the DRAM pool by RDMA too [datanode.rdma].")
 @click.option("--namenode", "namenode_address", help="Namenode host:port [namenode.address].")
 @click.pass_obj
 def datanode(cfg: configuration.Config, namenode_address: str | None, **flags: Any) -> None:
@@ -372,12 +375,10 @@ def stat_command(fs_obj: Fs, paths: tuple[str, ...]) -> None:
                    f"location class: {'any' if s.location_class < 0 else s.location_class}\n"
                    f"block size: {s.block_size}\nmodified: {when}\nid: {s.id}")
         if s.type == "file":
-            counts: dict[tuple[str, str], int] = {}
-            for _, address, cls in fs_obj.store.block_locations(path):
-                counts[(address, cls)] = counts.get((address, cls), 0) + 1
+            counts = collections.Counter(loc[1:] for loc in fs_obj.store.block_locations(path))
             click.echo(f"blocks: {sum(counts.values())}")
-            for (address, cls), n in sorted(counts.items()):
-                click.echo(f"  {n:>6} on {address} ({cls}, tcp)")
+            for (address, cls, transport), n in sorted(counts.items()):
+                click.echo(f"  {n:>6} on {address} ({cls}, {transport})")
 
 
 @fs.command()
@@ -407,11 +408,37 @@ def df(fs_obj: Fs) -> None:
         click.echo(f"{c.name:<8} {human(c.capacity):>12} {human(c.used):>12} "
                    f"{human(c.capacity - c.used):>12} {pct:>4.0f}%")
     click.echo(f"\n{'datanode':<10} {'address':<22} {'class':<6} {'state':<5} {'transports':<10} "
-               f"{'capacity':>12} {'used':>12}")
+               f"{'using':<5} {'capacity':>12} {'used':>12}")
     for d in nodes:
         click.echo(f"{d.id:<10} {d.address:<22} {d.storage_class:<6} "
-                   f"{'up' if d.alive else 'dead':<5} {d.transports:<10} "
+                   f"{'up' if d.alive else 'dead':<5} {d.transports:<10} {d.transport:<5} "
                    f"{human(d.capacity):>12} {human(d.used):>12}")
+
+
+# ---- rdma ----
+
+@main.group(cls=CliGroup)
+def rdma() -> None:
+    """RDMA devices and whether crailpy can use them."""
+
+
+@rdma.command()
+def info() -> None:
+    """List RDMA devices: ports, state, MTU, GIDs; and whether crailpy's RDMA path works here."""
+    from crailpy import rdma_devices, verbs
+
+    found = rdma_devices.devices()
+    for device in found:
+        click.echo(f"{device.name}: node GUID {device.node_guid}")
+        for p in device.ports:
+            click.echo(f"  port {p.number}: {p.state}, {p.link_layer}, MTU {p.active_mtu} "
+                       f"(max {p.max_mtu})")
+            for index, gid in p.gids:
+                click.echo(f"    GID[{index}] {gid}")
+    if not found:
+        click.echo("no RDMA devices")
+    reason = verbs.unavailable()
+    click.echo(f"crailpy rdma transport: {'usable' if reason is None else 'not usable: ' + reason}")
 
 
 # ---- cluster ----

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import logging
 import threading
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
@@ -24,6 +25,9 @@ from crailpy.transports.tcp import TcpEndpoint
 
 if TYPE_CHECKING:
     import concurrent.futures
+
+log = logging.getLogger(__name__)
+TRANSPORTS = ("auto", "tcp", "rdma")
 
 
 class FileStatus(NamedTuple):
@@ -43,12 +47,20 @@ class ClassUsage(NamedTuple):
     used: int
 
 
+class BlockLocation(NamedTuple):
+    index: int
+    address: str  # the datanode's host:port
+    storage_class: str
+    transport: str  # "rdma" or "tcp": how this store moves the block
+
+
 class DatanodeUsage(NamedTuple):
     id: int
     address: str
     storage_class: str
     alive: bool
-    transports: str
+    transports: str  # what the datanode offers
+    transport: str  # what this store uses with it
     capacity: int
     used: int
 
@@ -60,7 +72,7 @@ class Store:
         self._host_port = parse_address(self.address)
         self._lock = threading.Lock()
         self._namenode: Channel | None = None
-        self._endpoints: dict[tuple[str, int], Endpoint] = {}
+        self._endpoints: dict[tuple[str, int, int], Endpoint] = {}  # by host, port, datanode id
         self._class_names: builtins.list[str] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._channel()  # fail now, clearly, if the namenode is not there
@@ -86,16 +98,51 @@ class Store:
         if not datanode.alive:
             raise BlockLost(f"{path}: block {index} lived on datanode {datanode.id} "
                             f"({datanode.host}:{datanode.port}), which is dead; the data is lost")
-        key = (datanode.host, datanode.port)
+        key = (datanode.host, datanode.port, datanode.id)
         with self._lock:
             endpoint = self._endpoints.get(key)
             if endpoint is None or endpoint.broken:
+                if endpoint is not None:
+                    endpoint.close()
                 try:
-                    endpoint = TcpEndpoint(datanode.host, datanode.port, self.config.client)
+                    endpoint = self._connect(datanode)
                 except Unreachable as exc:
                     raise Unreachable(f"{path}: block {index}: {exc}") from None
                 self._endpoints[key] = endpoint
             return endpoint
+
+    def _connect(self, datanode: m.DatanodeInfo) -> Endpoint:
+        transport, reason = self._choose(datanode)
+        if transport == "rdma":
+            from crailpy.transports.rdma import RdmaEndpoint
+
+            endpoint: Endpoint = RdmaEndpoint(datanode, self.config.client)
+        elif self.config.client.transport == "rdma":
+            raise Unreachable(f"datanode {datanode.id} ({datanode.host}:{datanode.port}): "
+                              f"cannot use rdma: {reason}")
+        else:
+            endpoint = TcpEndpoint(datanode.host, datanode.port, self.config.client)
+        log.info("datanode %d (%s:%d): %s%s", datanode.id, datanode.host, datanode.port,
+                 transport, f" (not rdma: {reason})" if reason else "")
+        return endpoint
+
+    def _choose(self, datanode: m.DatanodeInfo) -> tuple[str, str]:
+        """The transport for `datanode`'s blocks (`client.transport`), and why not rdma."""
+        choice = self.config.client.transport
+        if choice not in TRANSPORTS:
+            raise InvalidArgument(f"client.transport is one of {', '.join(TRANSPORTS)}, not {choice!r}")
+        if choice == "tcp":
+            return "tcp", "client.transport is tcp"
+        if not datanode.transports & m.Transport.RDMA:
+            return "tcp", "the datanode does not offer it"
+        from crailpy import verbs  # only here: a TCP-only client never loads cffi
+
+        reason = verbs.unavailable()
+        return ("tcp", reason) if reason else ("rdma", "")
+
+    def transport_for(self, datanode: m.DatanodeInfo) -> str:
+        """The transport this store moves `datanode`'s blocks with: "rdma" or "tcp"."""
+        return self._choose(datanode)[0]
 
     def close(self) -> None:
         with self._lock:
@@ -283,7 +330,8 @@ class Store:
         classes = [ClassUsage(c.name, c.capacity, c.used) for c in reply.classes]
         nodes = [DatanodeUsage(d.info.id, f"{d.info.host}:{d.info.port}",
                                names[d.info.storage_class], bool(d.info.alive),
-                               _transports(d.info.transports), d.capacity, d.used)
+                               _transports(d.info.transports), self.transport_for(d.info),
+                               d.capacity, d.used)
                  for d in reply.datanodes]
         return classes, nodes
 
@@ -319,15 +367,16 @@ class Store:
         return FileStatus(path, NodeType(info.type).name.lower(), info.size, cls,
                           info.location_class, info.mtime_ns, info.id, info.block_size)
 
-    def block_locations(self, path: str) -> builtins.list[tuple[int, str, str]]:
-        """(block index, datanode address, storage class) of every block of a file."""
+    def block_locations(self, path: str) -> builtins.list[BlockLocation]:
+        """Where every block of a file lives, and how this store reaches it."""
         reader = self.open(path)
         names = self._classes()
         count = -(-reader.size // reader.info.block_size)
         out = []
         for index in range(count):
             datanode, _ = reader._location(index)
-            out.append((index, f"{datanode.host}:{datanode.port}", names[datanode.storage_class]))
+            out.append(BlockLocation(index, f"{datanode.host}:{datanode.port}",
+                                     names[datanode.storage_class], self.transport_for(datanode)))
         return out
 
 

@@ -48,6 +48,8 @@ class DatanodeConfig(NamedTuple):
     location_class: int = 0
     path: str = ""
     spin_us: int = 50
+    rdma: str = "auto"
+    rdma_port: int = 0
 
 
 class ClientConfig(NamedTuple):
@@ -58,6 +60,7 @@ class ClientConfig(NamedTuple):
     connect_timeout: float = 3.0
     io_timeout: float = 30.0
     spin_us: int = 100
+    transport: str = "auto"
 
 
 class ClusterConfig(NamedTuple):

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # tier name -> storage class name it serves
 TIERS = {"dram": "dram", "file": "flash"}
+RDMA_MODES = ("auto", "on", "off")
 
 
 class BlockStore(Protocol):
@@ -99,12 +100,16 @@ class Datanode:
         if TIERS[dn.tier] not in classes:
             raise InvalidArgument(f"tier {dn.tier} serves class {TIERS[dn.tier]!r}, "
                                   f"which is not among {classes}")
+        if dn.rdma not in RDMA_MODES:
+            raise InvalidArgument(f"datanode.rdma is one of {', '.join(RDMA_MODES)}, not {dn.rdma!r}")
         self.config = config
         self.storage_class = classes.index(TIERS[dn.tier])
         host, port = parse_address(dn.address)
         self.server = Server(host, port, DatanodeHandler(self), f"datanode-{dn.tier}",
                              dn.spin_us / 1e6, bulk=True)
         self.store: BlockStore = self._make_store(config)
+        self.rdma: Any = None  # a verbs.Listener while the pool is served over RDMA
+        self.rdma_region = m.NO_RDMA
         self.id = 0
         self._stopped = threading.Event()
         self._namenode: Channel | None = None
@@ -119,23 +124,63 @@ class Datanode:
 
     def start(self) -> "Datanode":
         self.server.start()
+        self._serve_rdma()
         self._register()
         threading.Thread(target=self._heartbeat, name="datanode-heartbeat", daemon=True).start()
         return self
 
+    def _serve_rdma(self) -> None:
+        """Register the DRAM pool with the RDMA device and accept queue pairs, if there is one."""
+        mode = self.config.datanode.rdma
+        if not isinstance(self.store, MemoryStore) or mode == "off":
+            return
+        from crailpy import verbs  # only here: a datanode without RDMA never loads cffi
+
+        try:
+            self.rdma = verbs.Listener(self.server.host, self.config.datanode.rdma_port)
+            self._rdma_memory = region = self.rdma.register(self.store.memory)
+        except verbs.RdmaError as exc:
+            if self.rdma is not None:
+                self.rdma.close()
+                self.rdma = None
+            if mode == "on":
+                raise
+            log.info("serving TCP only, not RDMA: %s", exc)
+            return
+        self.rdma.start()
+        self.rdma_region = m.RdmaRegion(self.rdma.port, region.address, region.rkey)
+        log.info("serving %d bytes by RDMA on %s, port %d", region.length, self.rdma.device,
+                 self.rdma.port)
+
     def _register(self) -> None:
         cfg = self.config
+        if self.id and self.rdma is not None:
+            self._rotate_rdma_key()
         self._connect_namenode()
         host = self.server.host
         if host in ("0.0.0.0", "::"):
             host = self._namenode.sock.getsockname()[0]
+        transports = m.Transport.TCP | (m.Transport.RDMA if self.rdma else 0)
         reply = self._namenode.call(m.Register(self.storage_class, cfg.datanode.location_class,
-                                               m.Transport.TCP, self.server.port,
-                                               self.store.capacity, host))
+                                               transports, self.server.port, self.store.capacity,
+                                               self.rdma_region, host))
         self.id, self._key = reply.datanode, reply.key
         self.heartbeat_interval = reply.heartbeat_ms / 1000
         log.info("datanode %d (%s, %d bytes) serving on %s:%d", self.id, cfg.datanode.tier,
                  self.store.capacity, host, self.server.port)
+
+    def _rotate_rdma_key(self) -> None:
+        """Register the pool anew and drop the old registration: its key stops working.
+
+        Registering again means the namenode dropped our blocks; clients may still
+        hold their locations under the old key. The TCP path refuses them by the
+        datanode id, but RDMA never reaches our CPU, so the key must change: the
+        device then refuses those clients instead of serving the blocks' new owners.
+        """
+        old, self._rdma_memory = self._rdma_memory, self.rdma.register(self.store.memory)
+        self.rdma_region = self.rdma_region._replace(address=self._rdma_memory.address,
+                                                     key=self._rdma_memory.rkey)
+        old.close()
 
     def _connect_namenode(self) -> None:
         if self._namenode is None or self._namenode.broken:
@@ -162,4 +207,7 @@ class Datanode:
         self.server.stop()
         if self._namenode is not None:
             self._namenode.close()
+        if self.rdma is not None:  # before the pool goes: the device must stop reaching into it
+            self.rdma.close()
+            self._rdma_memory.close()
         self.store.close()

@@ -109,7 +109,8 @@ class Writer(io.BufferedIOBase):
             return len(view)
         with self._failing():
             self._flush_buffer()
-            self._send(view)
+            if self._send(view):
+                self._window.drain()  # the caller may change `data` once we return
         return len(view)
 
     def flush(self) -> None:
@@ -175,9 +176,13 @@ class Writer(io.BufferedIOBase):
             buf, self._buf = self._buf, bytearray()
             self._send(memoryview(buf), final)
 
-    def _send(self, view: memoryview, final: bool = False) -> None:
-        """Send `view` at the current position; `final`: it ends the file."""
+    def _send(self, view: memoryview, final: bool = False) -> bool:
+        """Send `view` at the current position; `final`: it ends the file.
+
+        True if some transfer still reads `view` (see `Endpoint.holds_buffers`).
+        """
         done = 0
+        borrowed = False
         while done < len(view):
             index, offset = divmod(self._pos, self._bs)
             while index >= len(self._blocks):  # the namenode may give fewer than asked
@@ -189,8 +194,10 @@ class Writer(io.BufferedIOBase):
             chunk = view[done : done + min(self._bs - offset, len(view) - done)]
             endpoint = self._store._endpoint(datanode, self.path, index)
             self._window.add(endpoint.write(block, offset, chunk))
+            borrowed = borrowed or endpoint.holds_buffers
             done += len(chunk)
             self._pos += len(chunk)
+        return borrowed
 
     def _allocate(self, remaining: int) -> None:
         """Ask for the blocks this write needs, and a few more ahead of need."""

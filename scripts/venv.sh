@@ -18,3 +18,16 @@ ensure_venv() {
     fi
     "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
 }
+
+# pyverbs comes from Debian (python3-pyverbs, built for Debian's Python 3.11):
+# PyPI's is a source package that builds all of rdma-core. Link it into the
+# venv when the venv's Python is of the same minor version.
+link_pyverbs() {
+    local source=/usr/lib/python3/dist-packages/pyverbs site
+    [ -d "$source" ] || return 0
+    site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')
+    if [ "$("$VENV/bin/python" -c 'import sys; print(sys.version_info[:2])')" = \
+         "$(/usr/bin/python3 -c 'import sys; print(sys.version_info[:2])')" ]; then
+        ln -sfn "$source" "$site/pyverbs"
+    fi
+}

@@ -1,1 +1,1 @@
-"""The DRAM datanode: a memory pool served over TCP (and, later, one-sided RDMA)."""
+"""The DRAM datanode's pool: served over TCP, and by one-sided RDMA where a device is."""

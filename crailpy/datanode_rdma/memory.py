@@ -3,8 +3,10 @@
 With `prefault` the kernel backs the whole mapping at start: the first write
 of a page costs more than ten later ones (on a VM, 0.5 GB/s against 7 GB/s),
 and a pool that RDMA will register must be resident anyway. Without it, pages
-are backed when first written and resident memory follows what is stored. Reads are sent from the mapping and writes land in it straight
-from the socket: no copy in Python either way.
+are backed when first written and resident memory follows what is stored.
+Reads are sent from the mapping and writes land in it straight from the
+socket: no copy in Python either way. Over RDMA the device reads and writes
+the same mapping (`memory`), registered whole.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ class MemoryStore:
     def __init__(self, capacity: int, prefault: bool) -> None:
         self.capacity = capacity
         flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (mmap.MAP_POPULATE if prefault else 0)
-        self._map = mmap.mmap(-1, capacity, flags=flags)
-        self._view = memoryview(self._map)
+        self.memory = mmap.mmap(-1, capacity, flags=flags)
+        self._view = memoryview(self.memory)
 
     def send(self, conn: Connection, header: frames.Header, offset: int, length: int) -> None:
         conn.reply_data(header, Data(), [self._view[offset : offset + length]])
@@ -32,4 +34,4 @@ class MemoryStore:
 
     def close(self) -> None:
         self._view.release()
-        self._map.close()
+        self.memory.close()

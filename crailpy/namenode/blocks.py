@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from crailpy.errors import NoSpace
-from crailpy.protocol.messages import ANY_CLASS, ClassUsage, DatanodeInfo, DatanodeUsage
+from crailpy.protocol.messages import ANY_CLASS, ClassUsage, DatanodeInfo, DatanodeUsage, RdmaRegion
 
 UNIT = 4096  # the smallest chunk
 _UNIT_BITS = 34
@@ -53,6 +53,7 @@ class Datanode:
     storage_class: int
     location_class: int
     transports: int
+    rdma: RdmaRegion
     blocks: int  # how many whole blocks its region holds
     top: int  # the order of a whole block
     last_heartbeat: float
@@ -71,7 +72,7 @@ class Datanode:
 
     def info(self) -> DatanodeInfo:
         return DatanodeInfo(self.id, self.storage_class, self.location_class, self.transports,
-                            int(self.alive), self.port, self.host)
+                            int(self.alive), self.port, self.rdma, self.host)
 
     def can_take(self, order: int) -> bool:
         return self.next_unused < self.blocks or any(self.free[order:])
@@ -115,9 +116,9 @@ class BlockAllocator:
         self._cursor = [0] * len(class_names)  # round-robin position per class
 
     def register(self, host: str, port: int, storage_class: int, location_class: int,
-                 transports: int, capacity: int, now: float) -> Datanode:
+                 transports: int, rdma: RdmaRegion, capacity: int, now: float) -> Datanode:
         node = Datanode(next(self._ids), host, port, storage_class, location_class, transports,
-                        capacity // self.block_size, self.top, now)
+                        rdma, capacity // self.block_size, self.top, now)
         self.datanodes[node.id] = node
         return node
 

@@ -258,8 +258,10 @@ class NamenodeService:
             raise InvalidArgument(f"a datanode's location class is 0 to 127, not {req.location_class}")
         if req.capacity < self.block_size:
             raise InvalidArgument(f"capacity {req.capacity} is below one block ({self.block_size})")
+        if bool(req.transports & m.Transport.RDMA) != bool(req.rdma.port):
+            raise InvalidArgument("a datanode offering RDMA names its RDMA port, and only then")
         node = self.alloc.register(req.host, req.port, req.storage_class, req.location_class,
-                                   req.transports, req.capacity, time.monotonic())
+                                   req.transports, req.rdma, req.capacity, time.monotonic())
         return m.Registered(node.id, int(self.heartbeat_interval * 1000), node.key)
 
     def heartbeat(self, req: m.Heartbeat, session: int) -> m.Empty:

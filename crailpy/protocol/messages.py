@@ -70,6 +70,20 @@ class NodeInfo(NamedTuple):
     mtime_ns: U64
 
 
+class RdmaRegion(NamedTuple):
+    """Where a datanode's pool is reachable by one-sided RDMA; all zero without RDMA.
+
+    A block at `offset` is at remote address `address + offset` under `key`.
+    """
+
+    port: U16
+    address: U64
+    key: U32
+
+
+NO_RDMA = RdmaRegion(0, 0, 0)
+
+
 class DatanodeInfo(NamedTuple):
     id: U32
     storage_class: U8
@@ -77,6 +91,7 @@ class DatanodeInfo(NamedTuple):
     transports: U8
     alive: U8
     port: U16
+    rdma: RdmaRegion
     host: Str
 
 
@@ -254,6 +269,7 @@ class Register(NamedTuple):
     transports: U8
     port: U16
     capacity: U64
+    rdma: RdmaRegion
     host: Str
 
 

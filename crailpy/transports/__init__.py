@@ -4,7 +4,7 @@ Each transport gives an `Endpoint` per datanode with two asynchronous
 operations (Crail's `StorageEndpoint`, smaller): `write` a buffer to a block
 and `read` a block into a buffer. Both return a handle whose `result()` waits;
 the buffer is the caller's own, never copied. `tcp` works everywhere; `rdma`
-and `nvmf` come with their issues.
+moves blocks of DRAM datanodes by one-sided RDMA where a device is.
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ class Transfer(Protocol):
 
 class Endpoint(Protocol):
     name: str
+    # False: a write has taken its bytes when `write` returns (TCP sends them at once).
+    # True: the transfer reads the buffer until its result(), so the caller must wait
+    # before changing it (RDMA: the device reads it).
+    holds_buffers: bool
 
     def write(self, block: Block, offset: int, data: memoryview) -> Transfer:
-        """Write `data` at `offset` within `block`; `data` may be reused when this returns."""
+        """Write `data` at `offset` within `block`."""
 
     def read(self, block: Block, offset: int, dest: memoryview) -> Transfer:
         """Read `len(dest)` bytes at `offset` within `block` into `dest`."""

@@ -17,6 +17,7 @@ from crailpy.protocol.messages import Block, Read, Write
 
 class TcpEndpoint:
     name = "tcp"
+    holds_buffers = False  # `write` returns once the bytes are in the socket
 
     def __init__(self, host: str, port: int, config: ClientConfig) -> None:
         self._address = (host, port)

@@ -12,6 +12,7 @@ import crailpy
 from crailpy.config import Config
 from crailpy.datanode import Datanode
 from crailpy.namenode.server import Namenode
+from tests import testbed
 
 BLOCK = 64 << 10  # small blocks, so that modest files cross many block boundaries
 
@@ -27,6 +28,8 @@ class Cluster:
         return self.namenode.address
 
     def add_datanode(self, tier: str = "dram", capacity: int = 8 << 20, **extra) -> Datanode:
+        if tier == "dram":
+            extra = {**testbed.dram_datanode_flags(), **extra}
         cfg = self.config.override("datanode", tier=tier, capacity=capacity, **extra)
         node = Datanode(cfg).start()
         self.datanodes.append(node)
@@ -43,10 +46,12 @@ class Cluster:
 
 def start_cluster(tmp_path: Path, dram: int = 2, flash: int = 1, dram_capacity: int = 8 << 20,
                   flash_capacity: int = 32 << 20, **namenode) -> Cluster:
-    settings = {"block_size": BLOCK, "heartbeat_interval": 0.1, "dead_after": 0.6, **namenode}
+    settings = {"block_size": BLOCK, "heartbeat_interval": 0.1 * testbed.SLOW,
+                "dead_after": 0.6 * testbed.SLOW, **namenode}
     config = Config().override("namenode", address="127.0.0.1:0", **settings)
     config = config.override("cluster", state_dir=str(tmp_path / "state"))
-    config = config.override("client", connect_timeout=2.0, io_timeout=10.0)
+    config = config.override("client", connect_timeout=2.0 * testbed.SLOW,
+                             io_timeout=10.0 * testbed.SLOW)
     nn = Namenode(config).start()
     cluster = Cluster(config.override("namenode", address=nn.address), nn)
     for _ in range(dram):

@@ -15,6 +15,7 @@ import pytest
 import crailpy
 from crailpy import errors
 from crailpy.namenode.blocks import UNIT, order_for
+from tests import testbed
 from tests.cluster.conftest import BLOCK, Cluster, start_cluster
 
 
@@ -54,7 +55,7 @@ def test_file_over_64_mib_with_checksums(tmp_path: Path) -> None:
             with store.open("/big") as f:
                 assert f.readinto(out) == data.nbytes
             assert digest(out) == digest(data)
-            classes = {cls for _, _, cls in store.block_locations("/big")}
+            classes = {loc.storage_class for loc in store.block_locations("/big")}
             assert classes == {"dram", "flash"}  # 64 MiB of DRAM: the rest spills to flash
     finally:
         cluster.stop()
@@ -116,14 +117,14 @@ def test_nothing_visible_before_close_and_one_writer(store: crailpy.Store) -> No
 
 def test_blocks_spread_over_datanodes(store: crailpy.Store) -> None:
     store.put("/spread", os.urandom(8 * BLOCK))
-    addresses = {address for _, address, _ in store.block_locations("/spread")}
+    addresses = {loc.address for loc in store.block_locations("/spread")}
     assert len(addresses) == 2  # both DRAM datanodes, none of flash
 
 
 def test_tiering_into_flash_when_dram_is_full(store: crailpy.Store) -> None:
     data = os.urandom(20 << 20)  # DRAM holds 16 MiB
     store.put("/tier", data)
-    classes = [cls for _, _, cls in store.block_locations("/tier")]
+    classes = [loc.storage_class for loc in store.block_locations("/tier")]
     assert classes[0] == "dram" and classes[-1] == "flash"
     assert store.get("/tier") == data
     store.mkdir("/pinned", storage_class="flash")
@@ -236,7 +237,7 @@ def test_killed_datanode_fails_reads_clearly(cluster: Cluster, store: crailpy.St
     data = os.urandom(6 * BLOCK)
     store.put("/victim", data)
     victim = cluster.datanodes[0]
-    victim_address = f"127.0.0.1:{victim.server.port}"
+    victim_address = f"{victim.server.host}:{victim.server.port}"
     victim.stop()
     deadline = time.monotonic() + 5
     while any(d.alive for d in store.usage()[1] if d.address == victim_address):
@@ -248,9 +249,12 @@ def test_killed_datanode_fails_reads_clearly(cluster: Cluster, store: crailpy.St
     assert store.get("/after") == b"still works"
 
 
+@pytest.mark.skipif(testbed.TRANSPORT == "rdma", reason="renumbering a datanode is checked by the "
+                    "TCP path only; over RDMA a restart registers new memory, whose stale keys "
+                    "tests/rdma covers")
 def test_restarted_datanode_id_refuses_old_locations(cluster: Cluster, store: crailpy.Store) -> None:
     store.put("/old", os.urandom(BLOCK))
-    [(_, address, _)] = store.block_locations("/old")
+    [(_, address, _, _)] = store.block_locations("/old")
     node = next(d for d in cluster.datanodes if address.endswith(f":{d.server.port}"))
     node.id += 1000  # as if it had registered again after a restart: its memory is not the old one
     with pytest.raises(errors.BlockLost, match="restart"):
@@ -333,7 +337,7 @@ def test_flash_block_reaches_a_slow_reader(tmp_path: Path) -> None:
         with cluster.connect() as store:
             data = os.urandom(16 << 20)
             store.put("/cold", data)
-            assert store.block_locations("/cold")[0][2] == "flash"
+            assert store.block_locations("/cold")[0].storage_class == "flash"
             with store.open("/cold") as f:
                 endpoint = store._endpoint(*f._location(0)[:1], "/cold", 0)
                 out = bytearray(len(data))
@@ -347,6 +351,8 @@ def test_flash_block_reaches_a_slow_reader(tmp_path: Path) -> None:
 
 # ---- found by review: each failed before its fix ----
 
+@pytest.mark.skipif(testbed.TRANSPORT == "rdma", reason="fails a TCP receive on the datanode; "
+                    "tests/rdma fails RDMA writes")
 def test_a_failed_transfer_stops_the_commit(cluster: Cluster, store: crailpy.Store,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}

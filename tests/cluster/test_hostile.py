@@ -39,7 +39,7 @@ def closed(sock: socket.socket) -> bool:
 
 
 def datanode_address(cluster: Cluster, i: int = 0) -> str:
-    return f"127.0.0.1:{cluster.datanodes[i].server.port}"
+    return f"{cluster.datanodes[i].server.host}:{cluster.datanodes[i].server.port}"
 
 
 def still_serves(store: crailpy.Store) -> None:
@@ -151,7 +151,7 @@ def test_unregistered_datanode_serves_nobody(cluster: Cluster) -> None:
     node = Datanode(cluster.config.override("datanode", capacity=1 << 20))  # never started
     node.server.start()
     try:
-        sock = raw_socket(f"127.0.0.1:{node.server.port}")
+        sock = raw_socket(f"{node.server.host}:{node.server.port}")
         sock.sendall(frames.encode_request(m.Read(0, 10, 0), 1))
         header, body = read_reply(sock)
         assert header.status == Status.STALE and "not registered" in wire.decode(m.Error, body).message
@@ -168,9 +168,9 @@ def test_namenode_refuses_bad_requests_with_errors(store: crailpy.Store) -> None
     with pytest.raises(errors.InvalidArgument):
         store._call(m.Create(m.NodeType.FILE, 42, -1, 0, 0, "/x"))
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Register(0, 0, 1, 1, 10, "tiny"))
+        store._call(m.Register(0, 0, 1, 1, 10, m.NO_RDMA, "tiny"))
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Register(0, -3, 1, 1, 1 << 30, "negative location class"))
+        store._call(m.Register(0, -3, 1, 1, 1 << 30, m.NO_RDMA, "negative location class"))
     with pytest.raises(errors.InvalidArgument, match="at least 1 item"):
         store._call(m.ListDir(0, 0, "/"))
     still_serves(store)

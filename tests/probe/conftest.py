@@ -25,11 +25,12 @@ import pytest
 
 import crailpy
 from crailpy.config import Config
+from tests import testbed
 
-HEARTBEAT = 0.2
-DEAD_AFTER = 1.5
-START_TIMEOUT = 15.0
-CLI_TIMEOUT = 60.0
+HEARTBEAT = 0.2 * testbed.SLOW
+DEAD_AFTER = 1.5 * testbed.SLOW
+START_TIMEOUT = 15.0 * testbed.SLOW
+CLI_TIMEOUT = 60.0 * testbed.SLOW
 
 
 
@@ -41,7 +42,7 @@ def child_env() -> dict[str, str]:
 
 
 def client_config(**overrides: Any) -> Config:
-    values = {"connect_timeout": 2.0, "io_timeout": 10.0, **overrides}
+    values = {"connect_timeout": 2.0 * testbed.SLOW, "io_timeout": 10.0 * testbed.SLOW, **overrides}
     return Config().override("client", **values)
 
 
@@ -236,6 +237,9 @@ class ProbeCluster:
                     *more]
             if tier == "file":
                 args += ["--path", str(self.root / f"flash-{self._counter}.img")]
+            for key, value in (testbed.dram_datanode_flags() if tier == "dram" else {}).items():
+                if f"--{key}" not in args:
+                    args += [f"--{key}", value]
             proc = self._spawn(name, args)
             proc.tier = tier
             started.append(proc)
@@ -285,7 +289,8 @@ class ProbeCluster:
             with self.connect() as store:
                 _, nodes = store.usage()
             return any(n.id == proc.datanode_id and not n.alive for n in nodes)
-        wait_for(dead, timeout, f"the namenode to declare {proc.name} dead", interval=0.1)
+        wait_for(dead, timeout * testbed.SLOW, f"the namenode to declare {proc.name} dead",
+                 interval=0.1)
 
     def stop(self) -> None:
         for store in self._stores:

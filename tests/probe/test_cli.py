@@ -343,7 +343,7 @@ def test_df_shows_classes_and_datanodes(shared_cluster: ProbeCluster) -> None:
     for d in c.datanodes:
         row = by_address[d.address]
         assert row[2] == ("flash" if d.tier == "file" else "dram")
-        assert row[3] == "up" and row[4] == "tcp"
+        assert row[3] == "up" and row[4] == "tcp" and row[5] == "tcp"  # offered, used
 
 
 # ---- addresses ----

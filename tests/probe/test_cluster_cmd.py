@@ -81,7 +81,7 @@ def test_cluster_start_status_use_stop(state_dir: Path, tmp_path: Path) -> None:
     # The cluster serves: 2 DRAM and 1 flash datanode registered, and bytes round-trip.
     df = ok(run_cli("fs", "--namenode", address, "df", timeout=30)).stdout.decode()
     states = [line.split() for line in df.splitlines() if line[:1].isdigit()]
-    assert sorted((r[2], r[3], r[5] + r[6]) for r in states) == [
+    assert sorted((r[2], r[3], r[6] + r[7]) for r in states) == [
         ("dram", "up", "32.0MiB"), ("dram", "up", "32.0MiB"), ("flash", "up", "64.0MiB")]
     data = os.urandom(3 * MiB + 1)
     (tmp_path / "in").write_bytes(data)

@@ -88,12 +88,12 @@ def test_killed_datanode_loses_its_blocks_only(make_cluster) -> None:
     on_flash = pattern(200, 2 * MiB + 5)
     write(store, "/flash", on_flash, storage_class="flash")
 
-    where = {path: {addr for _, addr, _ in store.block_locations(path)} for path in files}
+    where = {path: {loc.address for loc in store.block_locations(path)} for path in files}
     victim, survivor = [d for d in c.datanodes if d.tier == "dram"]
     lost = sorted(p for p, addrs in where.items() if addrs == {victim.address})
     kept = sorted(p for p, addrs in where.items() if addrs == {survivor.address})
     assert len(lost) == len(kept) == 4, f"location classes should place the files: {where}"
-    assert {a for _, a, _ in store.block_locations("/spread")} == {victim.address, survivor.address}
+    assert {loc.address for loc in store.block_locations("/spread")} == {victim.address, survivor.address}
 
     reader = store.open(lost[0])  # opened while the datanode lived
     c.kill(victim)
@@ -126,7 +126,7 @@ def test_killed_datanode_loses_its_blocks_only(make_cluster) -> None:
     for i in range(6):
         data = pattern(300 + i, MiB + i)
         write(fresh, f"/after/{i}", data, parents=True)
-        assert victim.address not in {a for _, a, _ in fresh.block_locations(f"/after/{i}")}
+        assert victim.address not in {loc.address for loc in fresh.block_locations(f"/after/{i}")}
         assert fresh.get(f"/after/{i}") == data
     # Deleting a file whose blocks are lost works, and its name can be used again.
     fresh.delete(lost[0])
@@ -322,11 +322,11 @@ def test_tiering_spills_to_flash_then_no_space(make_cluster) -> None:
     with store.create("/big") as w:
         for offset in range(0, len(big), MiB):
             w.write(big[offset : offset + MiB])
-    tiers = [cls for _, _, cls in store.block_locations("/big")]
+    tiers = [loc.storage_class for loc in store.block_locations("/big")]
     assert tiers == ["dram"] * 8 + ["flash"] * 4, tiers  # DRAM first, the rest on flash
     assert store.get("/big") == big
     assert {u.name: u.used for u in store.usage()[0]} == {"dram": 8 * MiB, "flash": 4 * MiB}
-    addresses = {a for _, a, _ in store.block_locations("/big")}
+    addresses = {loc.address for loc in store.block_locations("/big")}
     assert addresses == {d.address for d in c.datanodes}
 
     # Fill the rest; the write that finds no room fails with NoSpace, an OSError.
@@ -344,7 +344,7 @@ def test_tiering_spills_to_flash_then_no_space(make_cluster) -> None:
     assert used(store) == before  # ...and gave back what it had taken
     assert written, "at least some files should fit"
     for path, data in written.items():
-        assert [cls for _, _, cls in store.block_locations(path)] == ["flash"]
+        assert [loc.storage_class for loc in store.block_locations(path)] == ["flash"]
         assert store.get(path) == data
     assert store.get("/big") == big
 
@@ -355,7 +355,7 @@ def test_tiering_spills_to_flash_then_no_space(make_cluster) -> None:
     # Freeing DRAM sends new files to DRAM again.
     store.delete("/big")
     write(store, "/back-to-dram", pattern(2, 2 * MiB))
-    assert [cls for _, _, cls in store.block_locations("/back-to-dram")] == ["dram", "dram"]
+    assert [loc.storage_class for loc in store.block_locations("/back-to-dram")] == ["dram", "dram"]
 
 
 def test_every_block_of_capacity_can_be_used(make_cluster) -> None:

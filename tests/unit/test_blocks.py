@@ -8,6 +8,7 @@ import pytest
 
 from crailpy.errors import NoSpace
 from crailpy.namenode.blocks import UNIT, BlockAllocator, order_for, pack, unpack
+from crailpy.protocol.messages import NO_RDMA
 
 BLOCK = 16 * UNIT  # order 4
 
@@ -15,7 +16,7 @@ BLOCK = 16 * UNIT  # order 4
 @pytest.fixture
 def alloc() -> BlockAllocator:
     a = BlockAllocator(BLOCK, ["dram", "flash"])
-    a.register("a", 1, 0, 0, 1, 4 * BLOCK, 0.0)
+    a.register("a", 1, 0, 0, 1, NO_RDMA, 4 * BLOCK, 0.0)
     return a
 
 

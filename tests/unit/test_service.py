@@ -17,9 +17,9 @@ DIR, FILE, MULTI, TABLE = NodeType.DIRECTORY, NodeType.FILE, NodeType.MULTIFILE,
 @pytest.fixture
 def nn() -> NamenodeService:
     service = NamenodeService(BS, ["dram", "flash"], dead_after=5.0, heartbeat_interval=1.0)
-    service.register(m.Register(0, 0, 1, 5000, 4 * BS, "dram-a"), 0)
-    service.register(m.Register(0, 0, 1, 5001, 4 * BS, "dram-b"), 0)
-    service.register(m.Register(1, 0, 1, 5002, 16 * BS, "flash-a"), 0)
+    service.register(m.Register(0, 0, 1, 5000, 4 * BS, m.NO_RDMA, "dram-a"), 0)
+    service.register(m.Register(0, 0, 1, 5001, 4 * BS, m.NO_RDMA, "dram-b"), 0)
+    service.register(m.Register(1, 0, 1, 5002, 16 * BS, m.NO_RDMA, "flash-a"), 0)
     return service
 
 
@@ -133,7 +133,7 @@ def test_blocks_spread_over_datanodes_and_freed_blocks_are_reused(nn: NamenodeSe
 
 
 def test_location_class_is_preferred(nn: NamenodeService) -> None:
-    nn.register(m.Register(0, 3, 1, 6000, 8 * BS, "rack3"), 0)
+    nn.register(m.Register(0, 3, 1, 6000, 8 * BS, m.NO_RDMA, "rack3"), 0)
     created = nn.create(m.Create(FILE, -1, 3, 0, 0, "/near"), 1)
     reply = nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 5, 0), 1)
     assert {d.host for d in reply.datanodes} == {"rack3"}
@@ -235,9 +235,9 @@ def test_dead_datanode_marks_its_blocks_lost_and_leaves_capacity(nn: NamenodeSer
 
 def test_register_checks_class_and_capacity(nn: NamenodeService) -> None:
     with pytest.raises(errors.InvalidArgument):
-        nn.register(m.Register(7, 0, 1, 1, 10 * BS, "h"), 0)
+        nn.register(m.Register(7, 0, 1, 1, 10 * BS, m.NO_RDMA, "h"), 0)
     with pytest.raises(errors.InvalidArgument):
-        nn.register(m.Register(0, 0, 1, 1, BS - 1, "h"), 0)
+        nn.register(m.Register(0, 0, 1, 1, BS - 1, m.NO_RDMA, "h"), 0)
 
 
 def test_parts_are_paged(nn: NamenodeService, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -295,7 +295,7 @@ def test_write_tokens_are_positive_signed_64_bit(nn: NamenodeService) -> None:
 
 
 def test_heartbeat_needs_the_key_of_the_registration(nn: NamenodeService) -> None:
-    reply = nn.register(m.Register(0, 0, 1, 7000, 4 * BS, "h"), 0)
+    reply = nn.register(m.Register(0, 0, 1, 7000, 4 * BS, m.NO_RDMA, "h"), 0)
     nn.heartbeat(m.Heartbeat(reply.datanode, reply.key), 0)
     with pytest.raises(errors.Stale):
         nn.heartbeat(m.Heartbeat(reply.datanode, reply.key ^ 1), 0)
@@ -314,7 +314,7 @@ def test_allocation_gives_what_there_is(nn: NamenodeService) -> None:
 
 def test_a_known_end_gets_a_tail_chunk(nn: NamenodeService) -> None:
     big = NamenodeService(64 * UNIT, ["dram"], dead_after=5.0, heartbeat_interval=1.0)
-    big.register(m.Register(0, 0, 1, 1, 8 * 64 * UNIT, "h"), 0)
+    big.register(m.Register(0, 0, 1, 1, 8 * 64 * UNIT, m.NO_RDMA, "h"), 0)
     created = big.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 1)
     reply = big.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 2, 3 * UNIT), 1)
     assert len(reply.blocks) == 3

@@ -1,0 +1,161 @@
+"""The RDMA transport: one-sided READs and WRITEs straight into a datanode's pool.
+
+The caller's buffer is registered as it is for the length of one transfer, and
+the device moves the bytes: no copy on either side, and the datanode's CPU is
+not involved. A WRITE is confirmed by a 1-byte READ of its last byte chained
+behind it on the same queue pair (Crail's trick): the READ's answer leaves the
+datanode only after the WRITE is in its memory, so when `result()` returns the
+bytes are placed, not only sent.
+
+Waiting is caller-driven like the TCP channel's: whoever waits polls the
+completion queue (in C, without the GIL) and settles every transfer it finds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+from crailpy import verbs
+from crailpy.config import ClientConfig
+from crailpy.errors import Stale, Timeout, Unreachable
+from crailpy.protocol.messages import Block, DatanodeInfo
+
+
+class RdmaTransfer:
+    def __init__(self, endpoint: "RdmaEndpoint", memory: verbs.MemoryRegion | None, length: int) -> None:
+        self._endpoint = endpoint
+        self.memory = memory
+        self.ids: list[int] = []  # its work requests: one, or a WRITE and its fence
+        self.length = length
+        self.error: BaseException | None = None
+        self.done = memory is None
+
+    def settle(self, error: BaseException | None) -> None:
+        if self.done:
+            return
+        self.error, self.done = error, True
+        self.memory.close()  # the device is done with the buffer: unpin it
+        self.memory = None
+
+    def result(self) -> int:
+        if not self.done:
+            self._endpoint._wait(self)
+        if self.error is not None:
+            raise self.error
+        return self.length
+
+
+class RdmaEndpoint:
+    name = "rdma"
+    holds_buffers = True  # a write reads the caller's buffer until its result() returns
+
+    def __init__(self, datanode: DatanodeInfo, config: ClientConfig) -> None:
+        self.datanode = datanode
+        self._config = config
+        self._depth = max(2 * config.inflight, 32)  # work requests in flight
+        self._conn = verbs.Connection(datanode.host, datanode.rdma.port, self._depth,
+                                      config.connect_timeout)
+        self._fence = bytearray(1)
+        self._fence_memory = self._conn.register(self._fence, writable=True)
+        self._lock = threading.Lock()  # posting and the table of transfers in flight
+        self._poll_lock = threading.Lock()  # one poller at a time
+        self._ids = itertools.count(1)
+        self._in_flight: dict[int, RdmaTransfer] = {}
+        self._failure: BaseException | None = None
+
+    def read(self, block: Block, offset: int, dest: memoryview) -> RdmaTransfer:
+        return self._start(block, offset, dest, write=False)
+
+    def write(self, block: Block, offset: int, data: memoryview) -> RdmaTransfer:
+        return self._start(block, offset, data, write=True)
+
+    def _start(self, block: Block, offset: int, buf: memoryview, write: bool) -> RdmaTransfer:
+        if block.datanode != self.datanode.id:
+            raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")
+        if len(buf) == 0:
+            return RdmaTransfer(self, None, 0)
+        while len(self._in_flight) >= self._depth and self._failure is None:
+            self._progress()  # the send queue holds twice this: room for other threads' posts
+        transfer = RdmaTransfer(self, self._conn.register(buf, writable=not write), len(buf))
+        region = self.datanode.rdma
+        remote = region.address + block.offset + offset
+        memory = transfer.memory
+        with self._lock:
+            if self._failure is not None:
+                transfer.settle(self._failure)
+                return transfer
+            transfer.ids.append(next(self._ids))
+            ops = [verbs.Op(transfer.ids[0], memory.address, remote, memory.lkey, region.key,
+                            len(buf), write, signaled=not write)]
+            if write:  # the fence: its completion says the WRITE before it is placed
+                transfer.ids.append(next(self._ids))
+                ops.append(verbs.Op(transfer.ids[1], self._fence_memory.address,
+                                    remote + len(buf) - 1, self._fence_memory.lkey, region.key, 1,
+                                    False))
+            for wr_id in transfer.ids:  # an unsignaled WRITE still reports its failure
+                self._in_flight[wr_id] = transfer
+            try:
+                self._conn.post(ops)
+            except verbs.RdmaError as exc:
+                self._fail(Unreachable(f"rdma {self._where}: {exc}"))
+        return transfer
+
+    @property
+    def _where(self) -> str:
+        return f"{self.datanode.host}:{self.datanode.port} (rdma port {self.datanode.rdma.port})"
+
+    def _wait(self, transfer: RdmaTransfer) -> None:
+        deadline = time.monotonic() + self._config.io_timeout
+        while not transfer.done:
+            self._progress()
+            if not transfer.done and time.monotonic() > deadline:
+                with self._lock:
+                    self._fail(Timeout(f"rdma {self._where}: no completion in "
+                                       f"{self._config.io_timeout} s"))
+
+    def _progress(self) -> None:
+        """Poll once and settle what completed. Lock order: `_poll_lock`, then `_lock`."""
+        with self._poll_lock:
+            completions = self._conn.poll(0.2, self._config.spin_us)
+            if not completions and self._conn.failed:
+                completions = self._conn.poll(0.2, 0)  # the flushed work requests
+            with self._lock:
+                if not completions and self._conn.failed:
+                    self._fail(Unreachable(f"rdma {self._where}: the connection failed"))
+                for wr_id, status in completions:
+                    transfer = self._in_flight.get(wr_id)
+                    if transfer is None:
+                        continue
+                    error = None if status == 0 else self._error(status)
+                    self._failure = self._failure or error
+                    self._finish(transfer, error)
+
+    def _finish(self, transfer: RdmaTransfer, error: BaseException | None) -> None:
+        for wr_id in transfer.ids:
+            self._in_flight.pop(wr_id, None)
+        transfer.settle(error)
+
+    def _error(self, status: int) -> BaseException:
+        text = f"rdma {self._where}: {verbs.status_text(status)}"
+        if status == verbs.REMOTE_ACCESS_ERROR:
+            return Stale(f"{text}: the datanode no longer grants this key and address")
+        return Unreachable(text)
+
+    def _fail(self, error: BaseException) -> None:
+        """The queue pair is unusable: every transfer in flight ends with `error`."""
+        self._failure = self._failure or error
+        for transfer in list(self._in_flight.values()):
+            self._finish(transfer, error)
+
+    @property
+    def broken(self) -> bool:
+        return self._failure is not None
+
+    def close(self) -> None:
+        with self._lock:
+            self._fail(Unreachable(f"rdma {self._where}: closed"))
+        self._conn.close()
+        self._fence_memory.close()

@@ -1,0 +1,172 @@
+"""The Python face of crailpy's RDMA library (native/crail_rdma.c, bound by cffi).
+
+`Listener` is what a DRAM datanode serves its pool with; `Connection` is a
+client's queue pair to one datanode. Buffers are registered as they are,
+through `ffi.from_buffer`: a bytearray, memoryview or numpy array is never
+copied. The C calls release the GIL, so waiting for completions blocks only
+the waiting thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable, NamedTuple
+
+from crailpy.errors import CrailError, Unreachable
+
+try:
+    from crailpy._rdma import ffi, lib
+except ImportError:  # installed without libibverbs/librdmacm headers: TCP only
+    ffi = lib = None
+
+_ERRLEN = 256
+REMOTE_ACCESS_ERROR = 10  # IBV_WC_REM_ACCESS_ERR: the key or address is not (or no longer) valid
+
+
+class RdmaError(CrailError, ConnectionError):
+    """RDMA could not be set up, or a connection failed."""
+
+
+def unavailable() -> str | None:
+    """Why this process cannot use RDMA, or None if it can."""
+    if lib is None:
+        return "crailpy was installed without its RDMA library (libibverbs-dev, librdmacm-dev)"
+    if lib.crail_devices() == 0:
+        return "no RDMA device"
+    return None
+
+
+def _check(result: Any, err: Any, failed: Any) -> Any:
+    if result == failed:
+        raise RdmaError(ffi.string(err).decode(errors="replace"))
+    return result
+
+
+class MemoryRegion:
+    """A registered buffer. It keeps the buffer's export alive until `close()`."""
+
+    def __init__(self, handle: Any, buffer: Any) -> None:
+        self._handle = handle
+        self._buffer = buffer  # the cdata from ffi.from_buffer: the memory stays put
+        self.address = int(lib.crail_mr_addr(handle))
+        self.lkey = int(lib.crail_mr_lkey(handle))
+        self.rkey = int(lib.crail_mr_rkey(handle))
+        self.length = len(buffer)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            lib.crail_deregister(self._handle)
+            self._handle = self._buffer = None
+
+
+def _from_buffer(buffer: Any, writable: bool) -> Any:
+    return ffi.from_buffer("char[]", buffer, require_writable=writable)
+
+
+class Listener:
+    """A datanode's RDMA side: it registers the pool and accepts queue pairs.
+
+    A thread handles connection events; reads and writes are served by the
+    device, with no work here.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        reason = unavailable()
+        if reason:
+            raise RdmaError(reason)
+        err = ffi.new("char[]", _ERRLEN)
+        self._handle = _check(lib.crail_listen(host.encode(), port, err, _ERRLEN), err, ffi.NULL)
+        self.port = int(lib.crail_listener_port(self._handle))
+        self.device = ffi.string(lib.crail_listener_device(self._handle)).decode()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self, buffer: Any) -> MemoryRegion:
+        err = ffi.new("char[]", _ERRLEN)
+        view = _from_buffer(buffer, writable=True)
+        handle = lib.crail_listener_register(self._handle, view, len(view), err, _ERRLEN)
+        return MemoryRegion(_check(handle, err, ffi.NULL), view)
+
+    def start(self) -> "Listener":
+        self._thread = threading.Thread(target=self._serve, name="rdma-listener", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        err = ffi.new("char[]", _ERRLEN)
+        while not self._stopped.is_set():
+            _check(lib.crail_listener_serve(self._handle, 200, err, _ERRLEN), err, -1)
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._handle is not None:
+            lib.crail_listener_close(self._handle)
+            self._handle = None
+
+
+class Op(NamedTuple):
+    """One work request (crail_op, field for field); `write`: RDMA WRITE of local to remote,
+    else READ of remote to local."""
+
+    id: int
+    local: int
+    remote: int
+    lkey: int
+    rkey: int
+    length: int
+    write: bool
+    signaled: bool = True
+
+
+class Connection:
+    """A client's reliable queue pair to one datanode's listener."""
+
+    def __init__(self, host: str, port: int, depth: int, timeout: float) -> None:
+        reason = unavailable()
+        if reason:
+            raise RdmaError(reason)
+        err = ffi.new("char[]", _ERRLEN)
+        handle = lib.crail_connect(host.encode(), port, depth, int(timeout * 1000), err, _ERRLEN)
+        if handle == ffi.NULL:
+            raise Unreachable(f"rdma {host}:{port}: {ffi.string(err).decode(errors='replace')}")
+        self._handle = handle
+        self.device = ffi.string(lib.crail_conn_device(handle)).decode()
+        self._completions = ffi.new("crail_completion[]", 32)
+        self._err = ffi.new("char[]", _ERRLEN)
+
+    def register(self, buffer: Any, writable: bool) -> MemoryRegion:
+        err = ffi.new("char[]", _ERRLEN)
+        view = _from_buffer(buffer, writable)
+        handle = lib.crail_register(self._handle, view, len(view), int(writable), err, _ERRLEN)
+        return MemoryRegion(_check(handle, err, ffi.NULL), view)
+
+    def post(self, ops: Iterable[Op]) -> None:
+        """Post all of `ops` with one doorbell."""
+        batch = list(ops)
+        err = ffi.new("char[]", _ERRLEN)
+        _check(lib.crail_post(self._handle, ffi.new("crail_op[]", batch), len(batch), err, _ERRLEN),
+               err, -1)
+
+    def poll(self, timeout: float, spin_us: int) -> list[tuple[int, int]]:
+        """Completions as (id, status), waiting up to `timeout` seconds; [] on timeout.
+
+        One thread at a time: the caller holds a lock.
+        """
+        n = _check(lib.crail_poll(self._handle, self._completions, 32, int(timeout * 1000), spin_us,
+                                  self._err, _ERRLEN), self._err, -1)
+        return [(c.id, c.status) for c in self._completions[0:n]]
+
+    @property
+    def failed(self) -> bool:
+        return self._handle is None or bool(lib.crail_conn_failed(self._handle))
+
+    def close(self) -> None:
+        if self._handle is not None:
+            lib.crail_close(self._handle)
+            self._handle = None
+
+
+def status_text(status: int) -> str:
+    return ffi.string(lib.crail_status_str(status)).decode()

@@ -1,0 +1,145 @@
+"""The RDMA data path against real verbs: SoftRoCE in the VM test bed (scripts/vm-test.sh).
+
+On a machine without an RDMA device these tests skip and say so; the test bed
+runs them on every CI run. The whole cluster tier also runs over RDMA there
+(tests/testbed.py); these are the checks that only RDMA has.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from crailpy import verbs
+from crailpy.errors import BlockLost, Stale, Unreachable
+from crailpy.transports.rdma import RdmaEndpoint
+from tests import testbed
+from tests.cluster.conftest import BLOCK, Cluster, start_cluster
+
+WHY = verbs.unavailable()
+if WHY is not None and testbed.TRANSPORT == "rdma":
+    raise RuntimeError(f"the RDMA test bed has no usable RDMA: {WHY}")
+pytestmark = pytest.mark.skipif(
+    WHY is not None, reason=f"{WHY}: scripts/vm-test.sh runs these in a VM with SoftRoCE")
+
+RDMA = {"address": f"{testbed.RDMA_HOST}:0", "rdma": "on"}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = start_cluster(tmp_path, dram=0, flash=0)
+    for _ in range(2):
+        c.add_datanode("dram", 8 << 20, **RDMA)
+    yield c
+    c.stop()
+
+
+def datanode_info(store, path: str, index: int = 0):
+    reader = store.open(path)
+    return reader._location(index)
+
+
+def test_dram_blocks_move_by_rdma_across_block_boundaries(cluster: Cluster) -> None:
+    store = cluster.connect(transport="rdma")
+    for size in (1, BLOCK - 1, BLOCK, BLOCK + 1, 5 * BLOCK + 7):
+        data = os.urandom(size)
+        store.put(f"/f{size}", data)
+        assert store.get(f"/f{size}") == data
+    datanode, _ = datanode_info(store, f"/f{5 * BLOCK + 7}")
+    assert store.transport_for(datanode) == "rdma"
+
+
+def test_reads_land_in_the_callers_numpy_array(cluster: Cluster) -> None:
+    store = cluster.connect(transport="rdma")
+    data = np.arange(3 * BLOCK // 8 + 5, dtype=np.int64)
+    store.put("/array", data)
+    back = np.zeros_like(data)
+    with store.open("/array") as f:
+        assert f.readinto(back) == data.nbytes
+    assert np.array_equal(back, data)
+
+
+def test_a_write_is_in_the_datanodes_memory_when_close_returns(cluster: Cluster) -> None:
+    store = cluster.connect(transport="rdma")
+    data = os.urandom(2 * BLOCK)
+    with store.create("/placed") as f:
+        f.write(data)
+    for index in range(2):
+        datanode, block = datanode_info(store, "/placed", index)
+        node = next(d for d in cluster.datanodes if d.id == datanode.id)
+        assert node.store.memory[block.offset : block.offset + BLOCK] == \
+            data[index * BLOCK : (index + 1) * BLOCK]
+
+
+@pytest.mark.parametrize("forge", ["key", "address"])
+def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge: str) -> None:
+    store = cluster.connect(transport="rdma")
+    store.put("/secret", b"s" * 4096)
+    datanode, block = datanode_info(store, "/secret")
+    region = datanode.rdma
+    if forge == "key":
+        region = region._replace(key=region.key ^ 0x5A5A00)
+    else:  # just past the end of the pool
+        region = region._replace(address=region.address + (8 << 20))
+    endpoint = RdmaEndpoint(datanode._replace(rdma=region), store.config.client)
+    dest = bytearray(4096)
+    with pytest.raises(Stale):
+        endpoint.read(block, 0, memoryview(dest)).result()
+    assert dest == bytearray(4096) and endpoint.broken
+    endpoint.close()
+    assert store.get("/secret") == b"s" * 4096  # the store's own endpoint is unharmed
+
+
+def test_a_stopped_datanode_fails_reads_cleanly(cluster: Cluster) -> None:
+    store = cluster.connect(transport="rdma")
+    store.put("/gone", os.urandom(BLOCK))
+    datanode, _ = datanode_info(store, "/gone")
+    reader = store.open("/gone")
+    victim = next(d for d in cluster.datanodes if d.id == datanode.id)
+    victim.stop()
+    cluster.datanodes.remove(victim)
+    with pytest.raises((Unreachable, BlockLost)):
+        reader.read()
+
+
+def test_tcp_and_rdma_clients_see_the_same_bytes(cluster: Cluster) -> None:
+    over_rdma, over_tcp = cluster.connect(transport="rdma"), cluster.connect(transport="tcp")
+    data = os.urandom(3 * BLOCK + 11)
+    over_rdma.put("/mixed", data)
+    assert over_tcp.get("/mixed") == data
+    over_tcp.put("/mixed2", data)
+    assert over_rdma.get("/mixed2") == data
+    datanode, _ = datanode_info(over_tcp, "/mixed")
+    assert over_tcp.transport_for(datanode) == "tcp"
+
+
+def test_rdma_is_refused_clearly_where_a_datanode_does_not_offer_it(cluster: Cluster) -> None:
+    cluster.add_datanode("dram", 8 << 20, address=f"{testbed.RDMA_HOST}:0", rdma="off",
+                         location_class=5)
+    store = cluster.connect(transport="rdma")
+    with pytest.raises(Unreachable, match="cannot use rdma: the datanode does not offer it"):
+        with store.create("/tcp-only", location_class=5) as f:
+            f.write(b"x")
+
+
+def test_a_datanode_registering_again_invalidates_old_keys(cluster: Cluster) -> None:
+    store = cluster.connect(transport="rdma")
+    store.put("/before", os.urandom(BLOCK))
+    datanode, _ = datanode_info(store, "/before")
+    node = next(d for d in cluster.datanodes if d.id == datanode.id)
+    writer = store.create("/during", location_class=0)
+    writer.write(os.urandom(BLOCK // 2))  # buffered, or in flight: the file is not committed
+    reader = store.open("/before")
+    old_key = node.rdma_region.key
+    node._register()  # as after being declared dead: the namenode dropped its blocks
+    assert node.rdma_region.key != old_key
+    with pytest.raises((Stale, BlockLost)):
+        reader.read()  # the old key: an error from the device, never the memory's new owner
+    with pytest.raises((Stale, BlockLost, Unreachable)):
+        writer.write(os.urandom(4 * BLOCK))
+        writer.close()
+    assert not store.exists("/during")
