@@ -54,7 +54,7 @@ def test_dram_blocks_move_by_rdma_across_block_boundaries(cluster: Cluster) -> N
 
 
 def test_reads_land_in_the_callers_numpy_array(cluster: Cluster) -> None:
-    store = cluster.connect(transport="rdma")
+    store = cluster.connect(transport="rdma")  # whole blocks straight in, the tail staged
     data = np.arange(3 * BLOCK // 8 + 5, dtype=np.int64)
     store.put("/array", data)
     back = np.zeros_like(data)
