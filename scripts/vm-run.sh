@@ -26,8 +26,14 @@ environment+=" CRAILPY_TEST_RDMA_HOST=10.77.0.1 CRAILPY_TEST_SLOW=5"
 set +e
 timeout 2400 env PATH="$VENV/bin:$PATH" "$VENV/bin/vng" --disable-kvm --run "$kernel" \
     --memory 2G --cpus 2 --rwdir "$CRAILPY_VM_OUT" \
-    --exec "cd $PWD && env $environment bash scripts/vm-inside.sh $command > $CRAILPY_VM_OUT/log 2>&1"
+    --exec "cd $PWD && env $environment bash scripts/vm-inside.sh $command > $CRAILPY_VM_OUT/log 2>&1" \
+    < /dev/null > "$CRAILPY_VM_OUT/vng.log" 2>&1  # it reopens its output: keep ours intact
 status=$?
 set -e
-cat "$CRAILPY_VM_OUT/log" 2>/dev/null || echo "the VM left no log" >&2
+if [ -f "$CRAILPY_VM_OUT/log" ]; then
+    cat "$CRAILPY_VM_OUT/log"
+else
+    echo "the VM left no log; virtme-ng said:" >&2
+    tail -n 30 "$CRAILPY_VM_OUT/vng.log" >&2
+fi
 exit "$status"
