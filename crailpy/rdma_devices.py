@@ -6,6 +6,7 @@ need it, only these diagnostics do.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import NamedTuple
 
 from crailpy.errors import CrailError
@@ -61,14 +62,21 @@ def _port(ctx, number: int) -> Port:
         except Exception:  # an empty slot of the table
             continue
         if gid.strip(":0"):
-            gids.append((index, gid))
+            gids.append((index, _gid(gid)))
     layer = {1: "InfiniBand", 2: "Ethernet"}.get(attr.link_layer, str(attr.link_layer))
     return Port(number, PORT_STATES.get(attr.state, str(attr.state)), MTUS.get(attr.active_mtu, 0),
                 MTUS.get(attr.max_mtu, 0), layer, gids)
 
 
 def _guid(value: int | str) -> str:
+    """As ibv_devinfo writes it. pyverbs gives the big-endian GUID read as a host integer."""
     if isinstance(value, str):
         return value
-    raw = f"{value:016x}"
+    raw = value.to_bytes(8, "little").hex()
     return ":".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+def _gid(text: str) -> str:
+    """An IPv6 GID written short; a RoCE v2 GID of an IPv4 address as ::ffff:a.b.c.d."""
+    address = ipaddress.IPv6Address(text)
+    return f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped else address.compressed

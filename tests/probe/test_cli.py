@@ -477,3 +477,8 @@ def test_iobench_reports_every_test(shared_cluster: ProbeCluster, size: str, cou
         assert 0 < p50 <= p90 <= p99 <= worst
     # `all` cleans up after itself.
     assert "no such file" in one_line_error(c.fs("stat", f"/iobench-{size}"))
+
+
+def test_rdma_info_says_whether_rdma_can_be_used_here() -> None:
+    text = out(ok(run_cli("rdma", "info")))  # tests/rdma checks the device listing on SoftRoCE
+    assert re.search(r"^crailpy rdma transport: (usable|not usable: .+)$", text, re.MULTILINE)

@@ -8,6 +8,8 @@ runs them on every CI run. The whole cluster tier also runs over RDMA there
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -143,3 +145,13 @@ def test_a_datanode_registering_again_invalidates_old_keys(cluster: Cluster) -> 
         writer.write(os.urandom(4 * BLOCK))
         writer.close()
     assert not store.exists("/during")
+
+
+def test_rdma_info_lists_the_device_its_port_and_gids() -> None:
+    result = subprocess.run([sys.executable, "-m", "crailpy", "rdma", "info"], capture_output=True,
+                            text=True, timeout=60 * testbed.SLOW)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "rxe0: node GUID" in text and "port 1: ACTIVE, Ethernet, MTU" in text
+    assert f"::ffff:{testbed.RDMA_HOST}" in text  # the RoCE v2 GID of the rxe device's address
+    assert "crailpy rdma transport: usable" in text
