@@ -1,0 +1,112 @@
+"""crailpy's NVMe/TCP initiator against the Linux kernel's NVMe target (nvmet over TCP).
+
+The kernel target needs root and the nvmet modules: scripts/vm-test.sh runs
+these in the test-bed VM, whose Debian kernel has them; elsewhere they skip.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from crailpy.transports.nvme_initiator import Controller, NvmeError
+
+CONFIGFS = Path("/sys/kernel/config")
+NVMET = CONFIGFS / "nvmet"
+
+
+def _kernel_target_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not NVMET.exists():
+        subprocess.run(["modprobe", "-q", "nvmet", "nvmet_tcp"], capture_output=True)
+        if not CONFIGFS.is_mount():
+            subprocess.run(["mount", "-t", "configfs", "none", str(CONFIGFS)], capture_output=True)
+    return None if NVMET.exists() else "no kernel NVMe target (nvmet)"
+
+
+WHY = _kernel_target_unavailable()
+pytestmark = pytest.mark.skipif(WHY is not None,
+                                reason=f"{WHY}: scripts/vm-test.sh runs these in a VM with nvmet")
+PORT = 4420
+IMAGE_SIZE = 64 << 20
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A subsystem with one file-backed namespace, exported over TCP on 127.0.0.1:4420."""
+    nqn = f"nqn.2026-11.io.crailpy:test-{uuid.uuid4().hex[:8]}"
+    image = Path("/dev/shm") / f"{nqn.rsplit(':', 1)[1]}.img"  # tmpfs: buffered_io below
+    with open(image, "wb") as f:
+        f.truncate(IMAGE_SIZE)
+    subsystem = NVMET / "subsystems" / nqn
+    subsystem.mkdir()
+    (subsystem / "attr_allow_any_host").write_text("1")
+    namespace = subsystem / "namespaces" / "1"
+    namespace.mkdir()
+    (namespace / "device_path").write_text(str(image))
+    (namespace / "buffered_io").write_text("1")
+    (namespace / "enable").write_text("1")
+    port = NVMET / "ports" / "1"
+    port.mkdir(exist_ok=True)
+    for name, value in (("addr_trtype", "tcp"), ("addr_adrfam", "ipv4"),
+                        ("addr_traddr", "127.0.0.1"), ("addr_trsvcid", str(PORT))):
+        if (port / name).read_text().strip() != value:
+            (port / name).write_text(value)
+    link = port / "subsystems" / nqn
+    link.symlink_to(subsystem)
+    try:
+        yield nqn, image
+    finally:
+        link.unlink()
+        (namespace / "enable").write_text("0")
+        namespace.rmdir()
+        subsystem.rmdir()
+        image.unlink()
+
+
+@pytest.fixture
+def controller(target: tuple[str, Path]) -> Iterator[Controller]:
+    ctrl = Controller("127.0.0.1", PORT, target[0])
+    yield ctrl
+    ctrl.close()
+
+
+def test_bring_up_identify_and_namespace(controller: Controller) -> None:
+    identify = controller.identify(1)
+    assert identify[24:64].strip()  # a model number
+    assert struct.unpack_from("<H", identify, 78)[0] == controller.cntlid  # the one Connect gave
+    assert controller.in_capsule > 0
+    ns = controller.namespace(1)
+    assert ns.block_size in (512, 4096) and ns.blocks * ns.block_size == IMAGE_SIZE
+
+
+def test_bytes_written_by_us_are_in_the_kernels_backing_file_and_back(
+        target: tuple[str, Path], controller: Controller) -> None:
+    image = target[1]
+    ns = controller.namespace(1)
+    # one block (in the capsule), then 64 KiB and 1 MiB (on the target's R2T)
+    for lba, size in ((0, ns.block_size), (7, 64 << 10), (1000, 1 << 20)):
+        data = os.urandom(size)
+        controller.write(ns, lba, memoryview(data))
+        back = bytearray(size)
+        controller.read(ns, lba, memoryview(back))
+        assert back == data
+        with open(image, "rb") as f:  # what the kernel target wrote
+            f.seek(lba * ns.block_size)
+            assert f.read(size) == data
+    # bytes put there by the other side come back through us
+    with open(image, "r+b") as f:
+        f.seek(3 * ns.block_size)
+        f.write(b"from the kernel side".ljust(ns.block_size, b"."))
+    back = bytearray(ns.block_size)
+    controller.read(ns, 3, memoryview(back))
+    assert back.startswith(b"from the kernel side")
+    with pytest.raises(NvmeError):
+        controller.read(ns, ns.blocks, memoryview(bytearray(ns.block_size)))  # past the end
