@@ -6,13 +6,15 @@ Property Get/Set to enable the controller, Identify, then Read and Write
 with data in C2HData PDUs and, for writes, R2T and H2CData. Data moves
 between the socket and the caller's buffer without copies in Python.
 
-This first version runs one command at a time per queue.
+Each queue keeps up to its depth of commands in flight (64 on the I/O queue);
+a thread sends Keep Alive at half the keep-alive timeout.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 import uuid
 from typing import NamedTuple
@@ -21,9 +23,9 @@ from crailpy.errors import CrailError, Unreachable
 from crailpy.netio import send_all
 from crailpy.protocol import nvme_tcp as t
 
-ADMIN_SQSIZE = 31  # 0's based
-IO_SQSIZE = 127
-KATO_MS = 0  # no keep-alive timeout yet: this initiator does not send Keep Alive
+ADMIN_DEPTH = 32  # commands in flight on the admin queue
+IO_DEPTH = 64  # and on the I/O queue
+KATO_MS = 10_000  # the controller gives up on us after this long without a command
 
 # opcodes
 FABRICS, IDENTIFY, KEEP_ALIVE = 0x7F, 0x06, 0x18
@@ -42,10 +44,27 @@ class Namespace(NamedTuple):
     block_size: int
 
 
-class Queue:
-    """One NVMe/TCP connection: a submission and completion queue pair."""
+class Pending:
+    """A command in flight on a queue; `Queue.wait` ends it."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    __slots__ = ("cid", "data_out", "data_in", "done", "completion", "error")
+
+    def __init__(self, cid: int, data_out: bytes | memoryview, data_in: memoryview | None) -> None:
+        self.cid, self.data_out, self.data_in = cid, memoryview(data_out), data_in
+        self.done = False
+        self.completion: t.Completion | None = None
+        self.error: BaseException | None = None
+
+
+class Queue:
+    """One NVMe/TCP connection: a submission and completion queue pair.
+
+    Up to `depth` commands are in flight. Waiting is caller-driven, as on the
+    namenode's channels: a waiting thread reads PDUs and settles whichever
+    command they belong to, answering R2Ts as they come.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float, depth: int) -> None:
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
@@ -53,17 +72,23 @@ class Queue:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.where = f"{host}:{port}"
         self._decoder = t.PduDecoder(t.PduDecoder.FROM_CONTROLLER, max_data=16 << 20)
-        self._cid = 0
+        self._send_lock = threading.Lock()
+        self._receive_lock = threading.Lock()
+        self._lock = threading.Lock()  # the table of commands in flight
+        self._pending: dict[int, Pending] = {}
+        self._free_cids = list(range(depth))
+        self._slots = threading.Semaphore(depth)
+        self._broken: BaseException | None = None
         self._send(t.PduType.IC_REQ, t.ICReq())
         resp = self._receive().body
         if not isinstance(resp, t.ICResp) or resp.pfv != t.PFV or resp.digests:
             raise Unreachable(f"nvme/tcp {self.where}: unexpected connection answer {resp}")
         self.maxh2cdata = resp.maxh2cdata
-        self._cpda = resp.cpda
 
     def _send(self, ptype: t.PduType, body: object, data: bytes | memoryview = b"",
               flags: int = 0) -> None:
-        send_all(self.sock, t.encode(ptype, body, data, flags))
+        with self._send_lock:
+            send_all(self.sock, t.encode(ptype, body, data, flags))
 
     def _receive(self) -> t.Pdu:
         while True:
@@ -78,50 +103,98 @@ class Queue:
                 raise Unreachable(f"nvme/tcp {self.where}: connection closed")
             self._decoder.feed(chunk)
 
+    def submit(self, command: t.Command, data_out: bytes | memoryview = b"",
+               data_in: memoryview | None = None, in_capsule: bool = False) -> Pending:
+        """Send one command. `data_out` goes in the capsule or on R2T; C2HData lands in
+        `data_in`; both must stay untouched until `wait` returns."""
+        self._slots.acquire()
+        with self._lock:
+            if self._broken is not None:
+                self._slots.release()
+                raise self._broken
+            pending = Pending(self._free_cids.pop(), data_out, data_in)
+            self._pending[pending.cid] = pending
+        if in_capsule:
+            sgl, capsule = t.Sgl(0, len(data_out), t.Sgl.IN_CAPSULE), data_out
+        else:
+            sgl, capsule = t.Sgl(0, len(data_in) if data_in is not None else len(data_out),
+                                 t.Sgl.TRANSPORT), b""
+        try:
+            self._send(t.PduType.CAPSULE_CMD, command._replace(cid=pending.cid, sgl=sgl), capsule)
+        except OSError as exc:
+            self._break(Unreachable(f"nvme/tcp {self.where}: {exc}"))
+        return pending
+
+    def wait(self, pending: Pending) -> t.Completion:
+        while not pending.done:
+            if self._receive_lock.acquire(timeout=0.05):
+                try:
+                    if not pending.done:
+                        self._receive_one()
+                except (OSError, Unreachable, t.TransportError) as exc:
+                    self._break(exc if isinstance(exc, Unreachable)
+                                else Unreachable(f"nvme/tcp {self.where}: {exc}"))
+                finally:
+                    self._receive_lock.release()
+        if pending.error is not None:
+            raise pending.error
+        return pending.completion
+
     def execute(self, command: t.Command, data_out: bytes | memoryview = b"",
                 data_in: memoryview | None = None, in_capsule: bool = False) -> t.Completion:
-        """Run one command to its completion. `data_out` goes in the capsule or on R2T;
-        C2HData lands in `data_in`."""
-        self._cid = (self._cid + 1) & 0xFFFF
-        command = command._replace(cid=self._cid)
-        if in_capsule:
-            command = command._replace(sgl=t.Sgl(0, len(data_out), t.Sgl.IN_CAPSULE))
-            self._send(t.PduType.CAPSULE_CMD, command, data_out)
-        else:
-            length = len(data_in) if data_in is not None else len(data_out)
-            command = command._replace(sgl=t.Sgl(0, length, t.Sgl.TRANSPORT))
-            self._send(t.PduType.CAPSULE_CMD, command)
-        while True:
-            pdu = self._receive()
-            if pdu.type is t.PduType.C2H_DATA:
-                head = pdu.body
-                if data_in is None or head.cccid != self._cid or \
-                        head.offset + head.length > len(data_in) or head.length != len(pdu.data):
-                    raise Unreachable(f"nvme/tcp {self.where}: data outside the command's buffer")
-                data_in[head.offset : head.offset + head.length] = pdu.data
-                if pdu.flags & t.Flag.SUCCESS:
-                    return t.Completion(self._cid)
-            elif pdu.type is t.PduType.R2T:
-                self._send_data(pdu.body, data_out)
-            elif pdu.type is t.PduType.CAPSULE_RESP:
-                return pdu.body
-            else:
-                raise Unreachable(f"nvme/tcp {self.where}: unexpected {pdu.type.name}")
+        return self.wait(self.submit(command, data_out, data_in, in_capsule))
 
-    def _send_data(self, r2t: t.DataHeader, data: bytes | memoryview) -> None:
-        view = memoryview(data)
+    def _receive_one(self) -> None:
+        pdu = self._receive()
+        head = pdu.body
+        cid = head.cid if pdu.type is t.PduType.CAPSULE_RESP else getattr(head, "cccid", None)
+        pending = self._pending.get(cid)
+        if pending is None:
+            raise Unreachable(f"nvme/tcp {self.where}: {pdu.type.name} for no command ({cid})")
+        if pdu.type is t.PduType.C2H_DATA:
+            dest = pending.data_in
+            if dest is None or head.offset + head.length > len(dest) or head.length != len(pdu.data):
+                raise Unreachable(f"nvme/tcp {self.where}: data outside the command's buffer")
+            dest[head.offset : head.offset + head.length] = pdu.data
+            if pdu.flags & t.Flag.SUCCESS:
+                self._finish(pending, t.Completion(cid))
+        elif pdu.type is t.PduType.R2T:
+            self._send_data(head, pending.data_out)
+        elif pdu.type is t.PduType.CAPSULE_RESP:
+            self._finish(pending, head)
+        else:
+            raise Unreachable(f"nvme/tcp {self.where}: unexpected {pdu.type.name}")
+
+    def _finish(self, pending: Pending, completion: t.Completion | None,
+                error: BaseException | None = None) -> None:
+        with self._lock:
+            del self._pending[pending.cid]
+            self._free_cids.append(pending.cid)
+        pending.completion, pending.error, pending.done = completion, error, True
+        self._slots.release()
+
+    def _break(self, error: BaseException) -> None:
+        """The connection is unusable: every command in flight fails with `error`."""
+        with self._lock:
+            self._broken = self._broken or error
+            failed = list(self._pending.values())
+        for pending in failed:
+            self._finish(pending, None, error)
+
+    def _send_data(self, r2t: t.DataHeader, data: memoryview) -> None:
         end = r2t.offset + r2t.length
-        if end > len(view):
+        if end > len(data):
             raise Unreachable(f"nvme/tcp {self.where}: R2T for bytes the command does not have")
         offset = r2t.offset
         while offset < end:
             n = min(self.maxh2cdata, end - offset)
             flags = t.Flag.LAST_PDU if offset + n == end else 0
             self._send(t.PduType.H2C_DATA, t.DataHeader(r2t.cccid, r2t.ttag, offset, n),
-                       view[offset : offset + n], flags)
+                       data[offset : offset + n], flags)
             offset += n
 
     def close(self) -> None:
+        self._break(Unreachable(f"nvme/tcp {self.where}: closed"))
         self.sock.close()
 
 
@@ -136,21 +209,37 @@ class Controller:
     """An NVMe controller of a subsystem (by NQN) at host:port, with one I/O queue."""
 
     def __init__(self, host: str, port: int, subnqn: str, timeout: float = 10.0,
-                 hostnqn: str | None = None) -> None:
+                 hostnqn: str | None = None, kato_ms: int = KATO_MS) -> None:
         self.host, self.port, self.subnqn, self.timeout = host, port, subnqn, timeout
         self.hostid = uuid.uuid4().bytes
         self.hostnqn = hostnqn or f"nqn.2014-08.org.nvmexpress:uuid:{uuid.UUID(bytes=self.hostid)}"
-        self.admin = Queue(host, port, timeout)
-        self.cntlid = self._connect(self.admin, 0, ADMIN_SQSIZE, 0xFFFF)
-        self._enable()
+        self.kato_ms = kato_ms
+        self.admin = Queue(host, port, timeout, ADMIN_DEPTH)
+        self.cntlid = self._connect(self.admin, 0, ADMIN_DEPTH + 1, 0xFFFF)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._keep_alive, name="nvme-keep-alive", daemon=True).start()
+        cap = self._enable()
+        identify = self.identify(1)
         # Writes up to this size travel in the command capsule (IOCCSZ, in 16-byte units, counts
         # the 64-byte command). Linux nvmet waits for such writes' data in the capsule.
-        self.in_capsule = max(struct.unpack_from("<I", self.identify(1), 1792)[0] * 16 - 64, 0)
-        self.io = Queue(host, port, timeout)
-        self._connect(self.io, 1, IO_SQSIZE, self.cntlid)
+        self.in_capsule = max(struct.unpack_from("<I", identify, 1792)[0] * 16 - 64, 0)
+        # The most bytes one command may move: 2^MDTS pages of CAP.MPSMIN; 0 means no limit.
+        mdts = identify[77]
+        self.max_transfer = (4096 << (cap >> 48 & 0xF)) << mdts if mdts else 1 << 30
+        self.io = Queue(host, port, timeout, IO_DEPTH)
+        self._connect(self.io, 1, 2 * IO_DEPTH, self.cntlid)
 
-    def _connect(self, queue: Queue, qid: int, sqsize: int, cntlid: int) -> int:
-        fields = struct.pack("<HHHBxI", 0, qid, sqsize, 0, KATO_MS if qid == 0 else 0).ljust(24, b"\0")
+    def _keep_alive(self) -> None:
+        """Keep Alive at half the timeout, so that an idle controller is not torn down."""
+        while not self._stopped.wait(self.kato_ms / 2000):
+            try:
+                _check(self.admin.execute(t.Command(KEEP_ALIVE)), "keep alive")
+            except (CrailError, OSError):
+                return  # the admin queue failed: the next command says so
+
+    def _connect(self, queue: Queue, qid: int, entries: int, cntlid: int) -> int:
+        kato = self.kato_ms if qid == 0 else 0
+        fields = struct.pack("<HHHBxI", 0, qid, entries - 1, 0, kato).ljust(24, b"\0")
         data = bytearray(1024)
         data[0:16] = self.hostid
         struct.pack_into("<H", data, 16, cntlid)
@@ -172,7 +261,8 @@ class Controller:
         _check(self.admin.execute(t.Command(FABRICS, nsid=PROPERTY_SET, cdw10=fields)),
                f"property set {offset:#x}")
 
-    def _enable(self) -> None:
+    def _enable(self) -> int:
+        """Enable the controller and wait until it is ready; its CAP property."""
         cap = self.get_property(CAP, True)
         timeout = max((cap >> 24 & 0xFF) * 0.5, self.timeout)  # CAP.TO is in 500 ms units
         self.set_property(CC, 1 | 6 << 16 | 4 << 20)  # EN, IOSQES 64 bytes, IOCQES 16 bytes
@@ -181,6 +271,7 @@ class Controller:
             if time.monotonic() > deadline:
                 raise Unreachable(f"nvme/tcp {self.host}:{self.port}: the controller never got ready")
             time.sleep(0.01)
+        return cap
 
     def identify(self, cns: int, nsid: int = 0) -> bytes:
         buf = bytearray(4096)
@@ -197,20 +288,40 @@ class Controller:
         return Namespace(nsid, blocks, 1 << lbads)
 
     def read(self, ns: Namespace, lba: int, dest: memoryview) -> None:
-        """Read whole blocks from `lba` into `dest` (a multiple of the block size)."""
-        self._io(READ, ns, lba, len(dest), data_in=dest)
+        """Read whole blocks from `lba` into `dest`: one command per `max_transfer` bytes,
+        all in flight at once."""
+        self._io(READ, ns, lba, dest)
 
     def write(self, ns: Namespace, lba: int, data: memoryview) -> None:
         """Write whole blocks at `lba`: in the capsule if they fit, else on the target's R2T."""
-        self._io(WRITE, ns, lba, len(data), data_out=data, in_capsule=len(data) <= self.in_capsule)
+        self._io(WRITE, ns, lba, data)
 
-    def _io(self, opcode: int, ns: Namespace, lba: int, length: int, **data: object) -> None:
-        if length % ns.block_size or length == 0:
-            raise ValueError(f"{length} bytes is not a whole number of {ns.block_size}-byte blocks")
-        cdw10 = struct.pack("<QI", lba, length // ns.block_size - 1).ljust(24, b"\0")
-        what = f"{'read' if opcode == READ else 'write'} of {length} bytes at block {lba}"
-        _check(self.io.execute(t.Command(opcode, nsid=ns.nsid, cdw10=cdw10), **data), what)
+    def _io(self, opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
+        if len(buf) % ns.block_size or len(buf) == 0:
+            raise ValueError(f"{len(buf)} bytes is not a whole number of {ns.block_size}-byte blocks")
+        step = max(self.max_transfer // ns.block_size * ns.block_size, ns.block_size)
+        submitted = []
+        for start in range(0, len(buf), step):
+            piece = buf[start : start + step]
+            cdw10 = struct.pack("<QI", lba + start // ns.block_size,
+                                len(piece) // ns.block_size - 1).ljust(24, b"\0")
+            command = t.Command(opcode, nsid=ns.nsid, cdw10=cdw10)
+            if opcode == READ:
+                pending = self.io.submit(command, data_in=piece)
+            else:
+                pending = self.io.submit(command, piece, in_capsule=len(piece) <= self.in_capsule)
+            submitted.append((start, pending))
+        failures = []
+        for start, pending in submitted:  # wait for all, so that none lands in `buf` later
+            try:
+                _check(self.io.wait(pending), f"{'read' if opcode == READ else 'write'} of "
+                       f"{len(buf)} bytes at block {lba}")
+            except (CrailError, OSError) as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     def close(self) -> None:
+        self._stopped.set()
         for queue in (self.io, self.admin):
             queue.close()

@@ -7,6 +7,7 @@ import io
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -137,35 +138,20 @@ def test_tiering_into_flash_when_dram_is_full(store: crailpy.Store) -> None:
 
 def test_concurrent_writers_and_readers(cluster: Cluster) -> None:
     payloads = {i: os.urandom(BLOCK * (i + 1) + i) for i in range(8)}
-    failures: list[BaseException] = []
 
     def writer(i: int) -> None:
-        try:
-            with cluster.connect() as s:
-                s.put(f"/c{i}", payloads[i])
-        except BaseException as exc:
-            failures.append(exc)
+        with cluster.connect() as s:
+            s.put(f"/c{i}", payloads[i])
 
-    def reader(i: int, shared: crailpy.Store) -> None:
-        try:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(writer, range(8)))  # re-raises what a thread raised
+    with cluster.connect() as shared, ThreadPoolExecutor(8) as pool:
+        # eight readers sharing one store and its connections
+        def reader(i: int) -> None:
             for _ in range(3):
                 assert shared.get(f"/c{i}") == payloads[i]
-        except BaseException as exc:
-            failures.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not failures
-    with cluster.connect() as shared:  # eight readers sharing one store and its connections
-        threads = [threading.Thread(target=reader, args=(i, shared)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not failures
+        list(pool.map(reader, range(8)))
 
 
 def test_multifile_many_writers_one_reader(store: crailpy.Store, cluster: Cluster) -> None:

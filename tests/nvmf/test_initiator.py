@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from crailpy.transports.nvme_initiator import Controller, NvmeError
+from crailpy.protocol.nvme_tcp import Command
+from crailpy.transports.nvme_initiator import READ, Controller, NvmeError
 
 CONFIGFS = Path("/sys/kernel/config")
 NVMET = CONFIGFS / "nvmet"
@@ -110,3 +113,37 @@ def test_bytes_written_by_us_are_in_the_kernels_backing_file_and_back(
     assert back.startswith(b"from the kernel side")
     with pytest.raises(NvmeError):
         controller.read(ns, ns.blocks, memoryview(bytearray(ns.block_size)))  # past the end
+
+
+def test_many_commands_in_flight_and_many_threads(controller: Controller) -> None:
+    ns = controller.namespace(1)
+    data = os.urandom(64 * ns.block_size)
+    controller.write(ns, 0, memoryview(data))
+    back = bytearray(len(data))
+    view = memoryview(back)
+    pending = [controller.io.submit(
+        Command(READ, nsid=1, cdw10=struct.pack("<QI", i, 0).ljust(24, b"\0")),
+        data_in=view[i * ns.block_size : (i + 1) * ns.block_size]) for i in range(64)]
+    assert all(controller.io.wait(p).ok for p in pending)  # 64 in flight on one queue
+    assert back == data
+
+    def worker(i: int) -> None:
+        mine = os.urandom(16 * ns.block_size)
+        for _ in range(3):
+            controller.write(ns, 100 + 16 * i, memoryview(mine))
+            got = bytearray(len(mine))
+            controller.read(ns, 100 + 16 * i, memoryview(got))
+            assert got == mine
+
+    with ThreadPoolExecutor(4) as pool:  # four threads sharing the queues
+        list(pool.map(worker, range(4)))  # re-raises what a worker raised
+
+
+def test_keep_alive_holds_an_idle_controller(target: tuple[str, Path]) -> None:
+    ctrl = Controller("127.0.0.1", PORT, target[0], kato_ms=2000)
+    try:
+        ns = ctrl.namespace(1)
+        time.sleep(6)  # three keep-alive timeouts without I/O: only Keep Alive holds it
+        ctrl.write(ns, 0, memoryview(bytes(ns.block_size)))
+    finally:
+        ctrl.close()
