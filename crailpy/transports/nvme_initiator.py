@@ -296,6 +296,47 @@ class Controller:
         """Write whole blocks at `lba`: in the capsule if they fit, else on the target's R2T."""
         self._io(WRITE, ns, lba, data)
 
+    def pread(self, ns: Namespace, offset: int, dest: memoryview) -> None:
+        """Read `len(dest)` bytes at byte `offset`, aligned or not. Whole blocks land in
+        `dest` directly; a partly covered first or last block comes through a block buffer."""
+        for lba, within, piece in self._split(ns, offset, dest):
+            if within is None:
+                self.read(ns, lba, piece)
+            else:
+                block = bytearray(ns.block_size)
+                self.read(ns, lba, memoryview(block))
+                piece[:] = block[within : within + len(piece)]
+
+    def pwrite(self, ns: Namespace, offset: int, data: memoryview) -> None:
+        """Write `data` at byte `offset`, aligned or not: a partly covered block is read,
+        patched and written back (not atomic against another writer of that block)."""
+        for lba, within, piece in self._split(ns, offset, data):
+            if within is None:
+                self.write(ns, lba, piece)
+            else:
+                block = bytearray(ns.block_size)
+                self.read(ns, lba, memoryview(block))
+                block[within : within + len(piece)] = piece
+                self.write(ns, lba, memoryview(block))
+
+    @staticmethod
+    def _split(ns: Namespace, offset: int, buf: memoryview) -> list[tuple[int, int | None, memoryview]]:
+        """(block, offset within it or None for whole blocks, the part of `buf`) covering
+        [offset, offset + len(buf)): at most a partial block, a run of whole ones, a partial one."""
+        bs, end, out = ns.block_size, offset + len(buf), []
+        position = offset
+        while position < end:
+            lba, within = divmod(position, bs)
+            if within == 0 and end - position >= bs:
+                run = (end - position) // bs * bs
+                out.append((lba, None, buf[position - offset : position - offset + run]))
+                position += run
+            else:
+                n = min(bs - within, end - position)
+                out.append((lba, within, buf[position - offset : position - offset + n]))
+                position += n
+        return out
+
     def _io(self, opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
         if len(buf) % ns.block_size or len(buf) == 0:
             raise ValueError(f"{len(buf)} bytes is not a whole number of {ns.block_size}-byte blocks")

@@ -147,3 +147,23 @@ def test_keep_alive_holds_an_idle_controller(target: tuple[str, Path]) -> None:
         ctrl.write(ns, 0, memoryview(bytes(ns.block_size)))
     finally:
         ctrl.close()
+
+
+@pytest.mark.parametrize("offset, size", [(0, 1), (100, 5), (4000, 200), (3, 3 << 20), (4096, 4096)])
+def test_unaligned_reads_and_writes(target: tuple[str, Path], controller: Controller,
+                                    offset: int, size: int) -> None:
+    image = target[1]
+    ns = controller.namespace(1)
+    with open(image, "r+b") as f:  # known bytes around the range, so that RMW must keep them
+        f.write(bytes(range(256)) * (IMAGE_SIZE // 256 // 8))
+    data = os.urandom(size)
+    controller.pwrite(ns, offset, memoryview(data))
+    back = bytearray(size)
+    controller.pread(ns, offset, memoryview(back))
+    assert back == data
+    with open(image, "rb") as f:
+        whole = f.read(offset + size + 2 * ns.block_size)
+    assert whole[offset : offset + size] == data
+    pattern = (bytes(range(256)) * (len(whole) // 256 + 1))[: len(whole)]
+    assert whole[:offset] == pattern[:offset]  # the rest of the first block is intact
+    assert whole[offset + size :] == pattern[offset + size :]  # and of the last
