@@ -1,4 +1,4 @@
-"""RDMA data path against perftest, run in the VM test bed: `scripts/vm-bench.sh`.
+"""RDMA data path against perftest, run in the VM test bed by benchmarks/vm.py.
 
 Inside the VM it starts a namenode and one DRAM datanode serving by RDMA as
 processes, and measures crailpy's block transfers by RDMA against perftest's
@@ -14,14 +14,10 @@ SoftRoCE device in the same run:
   64 blocks of a file, in MiB/s; perftest's `BW average` with its default
   depth.
 
-Outside the VM, `--report FILE` writes the results into docs/benchmarks.md
-between the rdma markers.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import shutil
@@ -41,8 +37,6 @@ DEVICE = "rxe0"
 KiB, MiB = 1 << 10, 1 << 20
 LAT_SIZE, BW_SIZE = 4 * KiB, MiB
 LAT_ITERS, BW_ITERS = 1000, 1000
-BEGIN = "<!-- rdma:begin (written by scripts/vm-bench.sh) -->"
-END = "<!-- rdma:end -->"
 
 
 def perftest(tool: str, size: int, iterations: int) -> dict:
@@ -148,7 +142,7 @@ def crail_bandwidth(store: crailpy.Store) -> tuple[dict, dict]:
     return out["read"], out["write"]
 
 
-def measure() -> dict:
+def rows() -> list[dict]:
     state = Path(tempfile.mkdtemp(prefix="crailpy-rdma-bench-"))
     procs, address = start(state)
     try:
@@ -161,52 +155,11 @@ def measure() -> dict:
             p.terminate()
             p.wait(timeout=30)
         shutil.rmtree(state, ignore_errors=True)
-    rows = [
-        ("read latency 4 KiB", read_lat, perftest("ib_read_lat", LAT_SIZE, LAT_ITERS), "p50_us"),
-        ("write latency 4 KiB", write_lat, perftest("ib_write_lat", LAT_SIZE, LAT_ITERS), "p50_us"),
-        ("read bandwidth 1 MiB", read_bw, perftest("ib_read_bw", BW_SIZE, BW_ITERS), "MiB_s"),
-        ("write bandwidth 1 MiB", write_bw, perftest("ib_write_bw", BW_SIZE, BW_ITERS), "MiB_s"),
+    measured = [
+        ("RDMA read latency 4 KiB", read_lat, perftest("ib_read_lat", LAT_SIZE, LAT_ITERS), "p50_us"),
+        ("RDMA write latency 4 KiB", write_lat, perftest("ib_write_lat", LAT_SIZE, LAT_ITERS), "p50_us"),
+        ("RDMA read bandwidth 1 MiB", read_bw, perftest("ib_read_bw", BW_SIZE, BW_ITERS), "MiB_s"),
+        ("RDMA write bandwidth 1 MiB", write_bw, perftest("ib_write_bw", BW_SIZE, BW_ITERS), "MiB_s"),
     ]
-    return {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "kernel": os.uname().release,
-            "rows": [{"measure": name, "unit": unit, "crailpy": ours[unit], "perftest": theirs[unit],
-                      "crailpy_p99_us": ours.get("p99_us"), "perftest_p99_us": theirs.get("p99_us")}
-                     for name, ours, theirs, unit in rows]}
-
-
-def render(results: dict) -> str:
-    lines = [f"Run {results['when']} in the test-bed VM (kernel {results['kernel']}, TCG, "
-             "2 vCPUs, SoftRoCE `rxe0`).", "",
-             "| measure | unit | crailpy | perftest | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
-    for row in results["rows"]:
-        ratio = row["crailpy"] / row["perftest"]
-        latency = row["unit"] == "p50_us"
-        goal, met = ("<= 2 x", ratio <= 2) if latency else (">= 0.7 x", ratio >= 0.7)
-        lines.append(f"| {row['measure']} | {row['unit']} | {row['crailpy']} | {row['perftest']} | "
-                     f"{ratio:.2f} | {goal} | {'yes' if met else '**no**'} |")
-    return "\n".join(lines) + "\n"
-
-
-def insert(doc: Path, markdown: str) -> None:
-    text = doc.read_text()
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{markdown}{END}{tail}")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="measure (in the VM) and write JSON here")
-    parser.add_argument("--report", type=Path, help="write these JSON results into the docs")
-    args = parser.parse_args()
-    if args.out:
-        results = measure()
-        args.out.write_text(json.dumps(results, indent=1))
-        print(render(results))
-    if args.report:
-        insert(Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md",
-               render(json.loads(args.report.read_text())))
-
-
-if __name__ == "__main__":
-    main()
+    return [{"measure": name, "unit": unit, "crailpy": ours[unit], "anchor": "perftest",
+             "anchor_value": theirs[unit]} for name, ours, theirs, unit in measured]

@@ -7,6 +7,7 @@ from pathlib import Path
 BEGIN = "<!-- results:begin (written by python -m benchmarks.run) -->"
 END = "<!-- results:end -->"
 MiB = 1 << 20
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def _size(n: int) -> str:
@@ -141,11 +142,11 @@ def render(results: dict, out: Path) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def insert(doc: Path, markdown: str) -> None:
-    """Replace what stands between the markers in `doc` with `markdown`."""
+def insert(doc: Path, markdown: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace what stands between the markers `begin` and `end` in `doc` with `markdown`."""
     text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise RuntimeError(f"{doc} has no results markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{markdown}{END}{tail}")
+    if begin not in text or end not in text:
+        raise RuntimeError(f"{doc} has no markers {begin!r} and {end!r}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{begin}\n{markdown}{end}{tail}")

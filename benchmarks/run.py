@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks import coldstart, harness, large, memory, metadata, report, shuffle, small
 
 MiB = 1 << 20
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = report.DOCS
 
 FULL = {
     "large_sizes": [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB],

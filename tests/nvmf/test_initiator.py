@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,24 +16,11 @@ from typing import Iterator
 
 import pytest
 
+from crailpy.datanode_nvmf import nvmet
 from crailpy.protocol.nvme_tcp import Command
 from crailpy.transports.nvme_initiator import READ, Controller, NvmeError
 
-CONFIGFS = Path("/sys/kernel/config")
-NVMET = CONFIGFS / "nvmet"
-
-
-def _kernel_target_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root"
-    if not NVMET.exists():
-        subprocess.run(["modprobe", "-q", "nvmet", "nvmet_tcp"], capture_output=True)
-        if not CONFIGFS.is_mount():
-            subprocess.run(["mount", "-t", "configfs", "none", str(CONFIGFS)], capture_output=True)
-    return None if NVMET.exists() else "no kernel NVMe target (nvmet)"
-
-
-WHY = _kernel_target_unavailable()
+WHY = nvmet.available() if os.geteuid() == 0 else "needs root"
 pytestmark = pytest.mark.skipif(WHY is not None,
                                 reason=f"{WHY}: scripts/vm-test.sh runs these in a VM with nvmet")
 PORT = 4420
@@ -42,35 +28,17 @@ IMAGE_SIZE = 64 << 20
 
 
 @pytest.fixture
-def target(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def target() -> Iterator[tuple[str, Path]]:
     """A subsystem with one file-backed namespace, exported over TCP on 127.0.0.1:4420."""
     nqn = f"nqn.2026-11.io.crailpy:test-{uuid.uuid4().hex[:8]}"
-    image = Path("/dev/shm") / f"{nqn.rsplit(':', 1)[1]}.img"  # tmpfs: buffered_io below
+    image = Path("/dev/shm") / f"{nqn.rsplit(':', 1)[1]}.img"  # tmpfs: buffered I/O
     with open(image, "wb") as f:
         f.truncate(IMAGE_SIZE)
-    subsystem = NVMET / "subsystems" / nqn
-    subsystem.mkdir()
-    (subsystem / "attr_allow_any_host").write_text("1")
-    namespace = subsystem / "namespaces" / "1"
-    namespace.mkdir()
-    (namespace / "device_path").write_text(str(image))
-    (namespace / "buffered_io").write_text("1")
-    (namespace / "enable").write_text("1")
-    port = NVMET / "ports" / "1"
-    port.mkdir(exist_ok=True)
-    for name, value in (("addr_trtype", "tcp"), ("addr_adrfam", "ipv4"),
-                        ("addr_traddr", "127.0.0.1"), ("addr_trsvcid", str(PORT))):
-        if (port / name).read_text().strip() != value:
-            (port / name).write_text(value)
-    link = port / "subsystems" / nqn
-    link.symlink_to(subsystem)
+    export = nvmet.Export(nqn, str(image), "127.0.0.1", PORT)
     try:
         yield nqn, image
     finally:
-        link.unlink()
-        (namespace / "enable").write_text("0")
-        namespace.rmdir()
-        subsystem.rmdir()
+        export.remove()
         image.unlink()
 
 

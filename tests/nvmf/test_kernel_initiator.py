@@ -9,17 +9,16 @@ from __future__ import annotations
 import mmap
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from crailpy.datanode_nvmf import nvmet
 from crailpy.datanode_nvmf.target import Target
 from crailpy.transports.nvme_initiator import Controller
 from tests import testbed
 
-FABRICS = Path("/dev/nvme-fabrics")
 NQN = "nqn.2026-11.io.crailpy:kernel-initiator-test"
 SIZE = 16 << 20
 
@@ -27,9 +26,9 @@ SIZE = 16 << 20
 def _unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
-    if not FABRICS.exists():
+    if not nvmet.FABRICS.exists():
         subprocess.run(["modprobe", "-q", "nvme_tcp"], capture_output=True)
-    return None if FABRICS.exists() else "no kernel NVMe/TCP initiator (nvme_tcp)"
+    return None if nvmet.FABRICS.exists() else "no kernel NVMe/TCP initiator (nvme_tcp)"
 
 
 WHY = _unavailable()
@@ -42,23 +41,11 @@ def kernel_device(tmp_path: Path) -> Iterator[tuple[Target, Path, Path]]:
     """Our target, and the block device the kernel made of it."""
     image = tmp_path / "ns.img"
     target = Target("127.0.0.1", 0, NQN, str(image), SIZE).start()
-    FABRICS.write_text(f"transport=tcp,traddr=127.0.0.1,trsvcid={target.port},nqn={NQN}")
-    controller = None
-    deadline = time.monotonic() + 30 * testbed.SLOW
-    while controller is None:
-        for path in Path("/sys/class/nvme").glob("nvme*"):
-            if (path / "subsysnqn").read_text().strip() == NQN:
-                controller = path
-        assert controller is not None or time.monotonic() < deadline, "no controller appeared"
-        time.sleep(0.1)
-    device = Path("/dev") / f"{controller.name}n1"
-    while not device.exists():
-        assert time.monotonic() < deadline, f"{device} did not appear"
-        time.sleep(0.1)
+    kernel = nvmet.KernelInitiator(NQN, "127.0.0.1", target.port, timeout=30 * testbed.SLOW)
     try:
-        yield target, device, image
+        yield target, kernel.device, image
     finally:
-        (controller / "delete_controller").write_text("1")
+        kernel.disconnect()
         target.stop()
 
 
