@@ -254,7 +254,7 @@ class PduDecoder:
         if len(self._buffer) < COMMON.size:
             return None
         ptype, flags, hlen, pdo, plen = COMMON.unpack_from(self._buffer)
-        self._check_common(ptype, flags, hlen, pdo, plen)
+        self.check_header(ptype, flags, hlen, pdo, plen)
         if len(self._buffer) < plen:
             return None
         raw = bytes(self._buffer[:plen])
@@ -264,7 +264,9 @@ class PduDecoder:
     def _fail(self, fes: Fes, fei: int, message: str) -> TransportError:
         return TransportError(fes, fei, message, bytes(self._buffer[:128]))
 
-    def _check_common(self, ptype: int, flags: int, hlen: int, pdo: int, plen: int) -> None:
+    def check_header(self, ptype: int, flags: int, hlen: int, pdo: int, plen: int) -> None:
+        """Raise `TransportError` if a common header breaks the rules; a reader that takes
+        data straight off the socket checks each header with this first."""
         if ptype not in PduType._value2member_map_ or PduType(ptype) not in self._expect:
             raise self._fail(Fes.INVALID_HEADER_FIELD, 0, f"unexpected PDU type {ptype:#x}")
         ptype = PduType(ptype)

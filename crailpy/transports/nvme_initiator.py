@@ -20,7 +20,7 @@ import uuid
 from typing import NamedTuple
 
 from crailpy.errors import CrailError, Unreachable
-from crailpy.netio import send_all
+from crailpy.netio import SocketReader, send_all
 from crailpy.protocol import nvme_tcp as t
 
 ADMIN_DEPTH = 32  # commands in flight on the admin queue
@@ -71,6 +71,7 @@ class Queue:
             raise Unreachable(f"nvme/tcp {host}:{port}: {exc.strerror or exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.where = f"{host}:{port}"
+        self._reader = SocketReader(self.sock, greedy=False)  # C2HData goes straight to its buffer
         self._decoder = t.PduDecoder(t.PduDecoder.FROM_CONTROLLER, max_data=16 << 20)
         self._send_lock = threading.Lock()
         self._receive_lock = threading.Lock()
@@ -90,18 +91,38 @@ class Queue:
         with self._send_lock:
             send_all(self.sock, t.encode(ptype, body, data, flags))
 
-    def _receive(self) -> t.Pdu:
-        while True:
-            pdu = self._decoder.next_pdu()
-            if pdu is not None:
-                if pdu.type is t.PduType.C2H_TERM_REQ:
-                    raise Unreachable(f"nvme/tcp {self.where}: the target ended the connection "
-                                      f"(fatal error status {pdu.body.fes:#x})")
-                return pdu
-            chunk = self.sock.recv(256 << 10)
-            if not chunk:
-                raise Unreachable(f"nvme/tcp {self.where}: connection closed")
-            self._decoder.feed(chunk)
+    def _receive(self, straight: bool = False) -> t.Pdu | None:
+        """The next PDU. With `straight`, C2HData without a data digest is received straight
+        into its command's buffer (no copy in Python), and None is returned for it."""
+        common = bytes(self._reader.read_exact(t.COMMON.size))
+        ptype, flags, hlen, pdo, plen = t.COMMON.unpack(common)
+        self._decoder.check_header(ptype, flags, hlen, pdo, plen)
+        if straight and ptype == t.PduType.C2H_DATA and not flags & t.Flag.DDGST:
+            self._receive_data(common, flags, hlen, pdo, plen)
+            return None
+        self._decoder.feed(common + bytes(self._reader.read_exact(plen - t.COMMON.size)))
+        pdu = self._decoder.next_pdu()
+        if pdu.type is t.PduType.C2H_TERM_REQ:
+            raise Unreachable(f"nvme/tcp {self.where}: the target ended the connection "
+                              f"(fatal error status {pdu.body.fes:#x})")
+        return pdu
+
+    def _receive_data(self, common: bytes, flags: int, hlen: int, pdo: int, plen: int) -> None:
+        head_end = hlen + (4 if flags & t.Flag.HDGST else 0)
+        header = common + bytes(self._reader.read_exact(head_end - t.COMMON.size))
+        if flags & t.Flag.HDGST and \
+                struct.unpack_from("<I", header, hlen)[0] != t.crc32c(header[:hlen]):
+            raise Unreachable(f"nvme/tcp {self.where}: bad header digest")
+        head = t.DataHeader(*struct.unpack_from("<HHII", header, t.COMMON.size))
+        start = max(pdo, head_end)
+        pending = self._pending.get(head.cccid)
+        dest = pending.data_in if pending is not None else None
+        if dest is None or head.length != plen - start or head.offset + head.length > len(dest):
+            raise Unreachable(f"nvme/tcp {self.where}: data outside the command's buffer")
+        self._reader.skip(start - head_end)
+        self._reader.readinto(dest[head.offset : head.offset + head.length])
+        if flags & t.Flag.SUCCESS:
+            self._finish(pending, t.Completion(head.cccid))
 
     def submit(self, command: t.Command, data_out: bytes | memoryview = b"",
                data_in: memoryview | None = None, in_capsule: bool = False) -> Pending:
@@ -145,13 +166,15 @@ class Queue:
         return self.wait(self.submit(command, data_out, data_in, in_capsule))
 
     def _receive_one(self) -> None:
-        pdu = self._receive()
+        pdu = self._receive(straight=True)
+        if pdu is None:  # C2HData, already in its buffer
+            return
         head = pdu.body
         cid = head.cid if pdu.type is t.PduType.CAPSULE_RESP else getattr(head, "cccid", None)
         pending = self._pending.get(cid)
         if pending is None:
             raise Unreachable(f"nvme/tcp {self.where}: {pdu.type.name} for no command ({cid})")
-        if pdu.type is t.PduType.C2H_DATA:
+        if pdu.type is t.PduType.C2H_DATA:  # with a data digest, checked by the decoder
             dest = pending.data_in
             if dest is None or head.offset + head.length > len(dest) or head.length != len(pdu.data):
                 raise Unreachable(f"nvme/tcp {self.where}: data outside the command's buffer")
