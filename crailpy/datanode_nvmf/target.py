@@ -1,4 +1,4 @@
-"""crailpy's own NVMe/TCP target: one subsystem with one namespace backed by a file.
+"""crailpy's own NVMe/TCP target: one subsystem with one namespace backed by a file or device.
 
 For machines with neither SPDK nor the kernel's nvmet. It speaks what the NVMe
 base and fabrics specifications require of a target over TCP, through the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import mmap
 import os
 import socket
 import socketserver
@@ -53,7 +54,7 @@ class Controller:
 class Reply(NamedTuple):
     status: int = 0
     result: int = 0
-    data: bytes = b""  # goes back in C2HData before the response
+    data: bytes | memoryview = b""  # goes back in C2HData before the response
 
 
 class Target(socketserver.ThreadingTCPServer):
@@ -67,6 +68,15 @@ class Target(socketserver.ThreadingTCPServer):
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         if os.fstat(self._fd).st_size < size:
             os.ftruncate(self._fd, size)
+        # O_DIRECT where the filesystem has it (tmpfs does not): the namespace's bytes then go
+        # to the device, not into this host's page cache, as a storage target's should.
+        try:
+            direct = os.open(path, os.O_RDWR | os.O_DIRECT)
+        except OSError:
+            self.direct = False
+        else:
+            os.close(self._fd)
+            self._fd, self.direct = direct, True
         self._controllers: dict[int, Controller] = {}
         self._cntlids = itertools.count(1)
         self._lock = threading.Lock()
@@ -74,6 +84,8 @@ class Target(socketserver.ThreadingTCPServer):
         self.port = self.server_address[1]
 
     def start(self) -> "Target":
+        log.info("nvme/tcp target %s on port %d: %d blocks of %d bytes%s", self.nqn, self.port,
+                 self.blocks, self.block_size, ", O_DIRECT" if self.direct else "")
         threading.Thread(target=self.serve_forever, name="nvme-target", daemon=True).start()
         return self
 
@@ -170,9 +182,12 @@ class Target(socketserver.ThreadingTCPServer):
         if length > 4096 << MDTS or command.sgl.length != length:
             return Reply(INVALID_FIELD)
         position = slba * self.block_size
+        aligned = mmap.mmap(-1, length)  # page-aligned, as O_DIRECT needs
         if command.opc == 0x02:
-            return Reply(data=os.pread(self._fd, length, position))
-        os.pwrite(self._fd, data, position)
+            os.preadv(self._fd, [aligned], position)
+            return Reply(data=memoryview(aligned))
+        aligned[:] = data
+        os.pwritev(self._fd, [aligned], position)
         return Reply()
 
 

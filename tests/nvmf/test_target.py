@@ -96,3 +96,26 @@ def test_a_host_that_leaves_mid_write_does_not_stop_the_target(target: Target) -
     again = Controller("127.0.0.1", target.port, NQN)
     again.write(again.namespace(1), 0, memoryview(b"x" * 4096))
     again.close()
+
+
+def test_the_namespace_bypasses_the_page_cache_where_the_filesystem_can(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.touch()
+    try:
+        os.close(os.open(probe, os.O_RDWR | os.O_DIRECT))
+        expected = True
+    except OSError:  # tmpfs, for one
+        expected = False
+    server = Target("127.0.0.1", 0, NQN, str(tmp_path / "direct.img"), SIZE).start()
+    try:
+        assert server.direct is expected
+        ctrl = Controller("127.0.0.1", server.port, NQN)
+        ns = ctrl.namespace(1)
+        data = os.urandom(3 * 4096 + 100)
+        ctrl.pwrite(ns, 4000, memoryview(data))  # through aligned buffers either way
+        back = bytearray(len(data))
+        ctrl.pread(ns, 4000, memoryview(back))
+        assert back == data
+        ctrl.close()
+    finally:
+        server.stop()
