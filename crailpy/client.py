@@ -116,11 +116,18 @@ class Store:
         if transport == "rdma":
             from crailpy.transports.rdma import RdmaEndpoint
 
-            endpoint: Endpoint = RdmaEndpoint(datanode, self.config.client)
+            try:
+                endpoint: Endpoint = RdmaEndpoint(datanode, self.config.client)
+            except Unreachable as exc:
+                if self.config.client.transport == "rdma":
+                    raise
+                # auto: a datanode that offers RDMA on an address our device cannot route to
+                # (or a network without RDMA between us) still serves over TCP.
+                transport, reason = "tcp", str(exc)
         elif self.config.client.transport == "rdma":
             raise Unreachable(f"datanode {datanode.id} ({datanode.host}:{datanode.port}): "
                               f"cannot use rdma: {reason}")
-        else:
+        if transport == "tcp":
             endpoint = TcpEndpoint(datanode.host, datanode.port, self.config.client)
         log.info("datanode %d (%s:%d): %s%s", datanode.id, datanode.host, datanode.port,
                  transport, f" (not rdma: {reason})" if reason else "")
@@ -141,8 +148,11 @@ class Store:
         return ("tcp", reason) if reason else ("rdma", "")
 
     def transport_for(self, datanode: m.DatanodeInfo) -> str:
-        """The transport this store moves `datanode`'s blocks with: "rdma" or "tcp"."""
-        return self._choose(datanode)[0]
+        """The transport this store moves `datanode`'s blocks with: "rdma" or "tcp" (that of
+        its connection if it has one, else the one it would choose)."""
+        with self._lock:
+            endpoint = self._endpoints.get((datanode.host, datanode.port, datanode.id))
+        return endpoint.name if endpoint is not None else self._choose(datanode)[0]
 
     def close(self) -> None:
         with self._lock:

@@ -155,3 +155,18 @@ def test_rdma_info_lists_the_device_its_port_and_gids() -> None:
     assert "rxe0: node GUID" in text and "port 1: ACTIVE, Ethernet, MTU" in text
     assert f"::ffff:{testbed.RDMA_HOST}" in text  # the RoCE v2 GID of the rxe device's address
     assert "crailpy rdma transport: usable" in text
+
+
+def test_auto_falls_back_to_tcp_where_rdma_cannot_connect(cluster: Cluster) -> None:
+    # On every address, advertised as the one that reaches the namenode (127.0.0.1), where
+    # RDMA CM cannot route: the datanode offers RDMA that no client can reach.
+    node = cluster.add_datanode("dram", 8 << 20, address="0.0.0.0:0", rdma="on", location_class=6)
+    assert node.rdma_region.port
+    store = cluster.connect()  # client.transport = auto
+    with store.create("/fallback", location_class=6) as f:
+        f.write(b"y" * 5000)
+    assert store.get("/fallback") == b"y" * 5000
+    [location] = store.block_locations("/fallback")
+    assert location.transport == "tcp" and location.address.startswith("127.0.0.1:")
+    with pytest.raises(Unreachable, match="rdma"):  # and strict rdma says why
+        cluster.connect(transport="rdma").get("/fallback")
