@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 from crailpy.datanode_nvmf import nvmet
+from crailpy.protocol import nvme_tcp
 from crailpy.transports.nvme_initiator import Controller
 
 NQN = "nqn.2026-11.io.crailpy:bench"
 IO = 128 << 10
 SIZE = 256 << 20
-PORT = 4420
+PORT = nvme_tcp.PORT  # the NVMe/TCP port
 
 
 def _dd(*args: str) -> float:

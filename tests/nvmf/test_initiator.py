@@ -17,13 +17,14 @@ from typing import Iterator
 import pytest
 
 from crailpy.datanode_nvmf import nvmet
+from crailpy.protocol import nvme_tcp
 from crailpy.protocol.nvme_tcp import Command
 from crailpy.transports.nvme_initiator import READ, Controller, NvmeError
 
 WHY = nvmet.available() if os.geteuid() == 0 else "needs root"
 pytestmark = pytest.mark.skipif(WHY is not None,
                                 reason=f"{WHY}: scripts/vm-test.sh runs these in a VM with nvmet")
-PORT = 4420
+PORT = nvme_tcp.PORT  # the NVMe/TCP port
 IMAGE_SIZE = 64 << 20
 
 
