@@ -402,11 +402,13 @@ def du(fs_obj: Fs, human_sizes: bool, paths: tuple[str, ...]) -> None:
 def df(fs_obj: Fs) -> None:
     """Capacity, used and free bytes per storage class and per datanode."""
     classes, nodes = fs_obj.store.usage()
-    click.echo(f"{'class':<8} {'capacity':>12} {'used':>12} {'free':>12} {'use%':>5}")
+    click.echo(f"{'class':<8} {'capacity':>12} {'used':>12} {'freeing':>12} {'free':>12} "
+               f"{'use%':>5}")
     for c in classes:
         pct = 100 * c.used / c.capacity if c.capacity else 0
         click.echo(f"{c.name:<8} {human(c.capacity):>12} {human(c.used):>12} "
-                   f"{human(c.capacity - c.used):>12} {pct:>4.0f}%")
+                   f"{human(c.freeing):>12} {human(c.capacity - c.used - c.freeing):>12} "
+                   f"{pct:>4.0f}%")
     click.echo(f"\n{'datanode':<10} {'address':<22} {'class':<6} {'state':<5} {'transports':<10} "
                f"{'using':<5} {'capacity':>12} {'used':>12}")
     for d in nodes:

@@ -44,7 +44,8 @@ class FileStatus(NamedTuple):
 class ClassUsage(NamedTuple):
     name: str
     capacity: int
-    used: int
+    used: int  # held by files
+    freeing: int  # freed, reusable once its key changed (docs/rdma.md): within a heartbeat
 
 
 class BlockLocation(NamedTuple):
@@ -337,7 +338,7 @@ class Store:
         """Capacity and use per storage class and per datanode (what `crailpy fs df` shows)."""
         reply = self._call(m.StatFs())
         names = [c.name for c in reply.classes]
-        classes = [ClassUsage(c.name, c.capacity, c.used) for c in reply.classes]
+        classes = [ClassUsage(c.name, c.capacity, c.used, c.freeing) for c in reply.classes]
         nodes = [DatanodeUsage(d.info.id, f"{d.info.host}:{d.info.port}",
                                names[d.info.storage_class], bool(d.info.alive),
                                _transports(d.info.transports), self.transport_for(d.info),

@@ -50,6 +50,7 @@ class DatanodeConfig(NamedTuple):
     spin_us: int = 50
     rdma: str = "auto"
     rdma_port: int = 0
+    key_region: int = 0
 
 
 class ClientConfig(NamedTuple):

@@ -19,9 +19,11 @@ from crailpy.config import Config, state_dir
 from crailpy.datanode_nvmf.filestore import FileStore
 from crailpy.datanode_rdma.memory import MemoryStore
 from crailpy.errors import CrailError, InvalidArgument, OutOfRange, Stale, UnknownOperation
+from crailpy.key_regions import Admitted, KeyRegions
 from crailpy.netio import SocketReader, parse_address
 from crailpy.protocol import frames
 from crailpy.protocol import messages as m
+from crailpy.protocol.wire import MAX_ITEMS
 from crailpy.serving import Connection, Server
 
 log = logging.getLogger(__name__)
@@ -57,18 +59,17 @@ class DatanodeHandler:
 
     def handle(self, conn: Connection, header: frames.Header, msg: Any, data_length: int) -> None:
         if isinstance(msg, m.Write):
-            error = self._check(msg.datanode, msg.offset, data_length)
-            if error:
+            try:
+                admitted = self._admit(msg.datanode, msg.offset, data_length, msg.key)
+            except CrailError:
                 conn.reader.skip(data_length)
-                raise error
-            with _mid_transfer("receiving a WRITE"):
+                raise
+            with admitted, _mid_transfer("receiving a WRITE"):
                 self.datanode.store.receive(conn.reader, msg.offset, data_length)
             conn.reply(header, m.Empty())
         elif isinstance(msg, m.Read):
-            error = self._check(msg.datanode, msg.offset, msg.length)
-            if error:
-                raise error
-            with _mid_transfer("sending a READ"):
+            with self._admit(msg.datanode, msg.offset, msg.length, msg.key), \
+                    _mid_transfer("sending a READ"):
                 self.datanode.store.send(conn, header, msg.offset, msg.length)
         elif isinstance(msg, m.Ping):
             conn.reply(header, m.Pong(m.VERSION, 1))
@@ -76,16 +77,17 @@ class DatanodeHandler:
             conn.reader.skip(data_length)
             raise UnknownOperation(f"a datanode does not serve opcode {header.opcode}")
 
-    def _check(self, datanode: int, offset: int, length: int) -> CrailError | None:
+    def _admit(self, datanode: int, offset: int, length: int, key: int) -> Admitted:
+        """Check a transfer's datanode id, range and key."""
         if self.datanode.id == 0:
-            return Stale("this datanode is not registered with a namenode yet")
+            raise Stale("this datanode is not registered with a namenode yet")
         if datanode != self.datanode.id:
-            return Stale(f"this datanode is now {self.datanode.id}, not {datanode}: "
-                         "the data addressed was lost in a restart")
+            raise Stale(f"this datanode is now {self.datanode.id}, not {datanode}: "
+                        "the data addressed was lost in a restart")
         if length > frames.MAX_DATA or offset + length > self.datanode.store.capacity:
-            return OutOfRange(f"{length} bytes at {offset} are outside this datanode's "
-                              f"{self.datanode.store.capacity} bytes")
-        return None
+            raise OutOfRange(f"{length} bytes at {offset} are outside this datanode's "
+                             f"{self.datanode.store.capacity} bytes")
+        return self.datanode.keys.admit(offset, length, key)
 
     def disconnected(self, conn: Connection) -> None:
         pass
@@ -110,6 +112,7 @@ class Datanode:
         self.store: BlockStore = self._make_store(config)
         self.rdma: Any = None  # a verbs.Listener while the pool is served over RDMA
         self.rdma_region = m.NO_RDMA
+        self.keys = KeyRegions(0, 1)  # until the namenode's block size is known
         self.id = 0
         self._stopped = threading.Event()
         self._namenode: Channel | None = None
@@ -130,7 +133,10 @@ class Datanode:
         return self
 
     def _serve_rdma(self) -> None:
-        """Register the DRAM pool with the RDMA device and accept queue pairs, if there is one."""
+        """Accept queue pairs for the DRAM pool, if an RDMA device serves our address.
+
+        The pool itself is registered region by region, by `KeyRegions`.
+        """
         mode = self.config.datanode.rdma
         if not isinstance(self.store, MemoryStore) or mode == "off":
             return
@@ -138,49 +144,55 @@ class Datanode:
 
         try:
             self.rdma = verbs.Listener(self.server.host, self.config.datanode.rdma_port)
-            self._rdma_memory = region = self.rdma.register(self.store.memory)
         except verbs.RdmaError as exc:
-            if self.rdma is not None:
-                self.rdma.close()
-                self.rdma = None
             if mode == "on":
                 raise
             log.info("serving TCP only, not RDMA: %s", exc)
             return
         self.rdma.start()
-        self.rdma_region = m.RdmaRegion(self.rdma.port, region.address, region.rkey)
-        log.info("serving %d bytes by RDMA on %s, port %d", region.length, self.rdma.device,
+        log.info("serving %d bytes by RDMA on %s, port %d", self.store.capacity, self.rdma.device,
                  self.rdma.port)
 
+    def _register_region(self, start: int, length: int) -> tuple[int, Any]:
+        """A key region registered with the RDMA device: its rkey is its key."""
+        memory = self.rdma.register(memoryview(self.store.memory)[start : start + length])
+        return memory.rkey, memory
+
+    def _region_size(self, block_size: int) -> int:
+        """`key_region` in whole blocks: at least one, and enough that the keys fit a message."""
+        fit = -(-self.store.capacity // (MAX_ITEMS * block_size))
+        return max(1, fit, self.config.datanode.key_region // block_size) * block_size
+
     def _register(self) -> None:
+        """Register with the namenode, under keys no earlier location holds."""
         cfg = self.config
-        if self.id and self.rdma is not None:
-            self._rotate_rdma_key()
         self._connect_namenode()
+        region_size = self._region_size(self._namenode.call(m.StatFs()).block_size)
+        if self.keys.region_size != region_size:  # new registrations before the old go
+            old, self.keys = self.keys, KeyRegions(self.store.capacity, region_size,
+                                                   self._register_region if self.rdma else None)
+            old.close()
+        elif self.id:
+            # Registering again means the namenode dropped our blocks, and clients may
+            # still hold their locations. Over RDMA they never reach our CPU: the keys
+            # must change so that the device refuses them.
+            self.keys.rotate_all()
         host = self.server.host
         if host in ("0.0.0.0", "::"):
             host = self._namenode.sock.getsockname()[0]
-        transports = m.Transport.TCP | (m.Transport.RDMA if self.rdma else 0)
+        rdma = m.NO_RDMA
+        transports = m.Transport.TCP
+        if self.rdma is not None:
+            rdma = m.RdmaRegion(self.rdma.port, self.keys.address)
+            transports |= m.Transport.RDMA
         reply = self._namenode.call(m.Register(self.storage_class, cfg.datanode.location_class,
                                                transports, self.server.port, self.store.capacity,
-                                               self.rdma_region, host))
+                                               rdma, region_size, tuple(self.keys.all()), host))
+        self.rdma_region = rdma
         self.id, self._key = reply.datanode, reply.key
         self.heartbeat_interval = reply.heartbeat_ms / 1000
         log.info("datanode %d (%s, %d bytes) serving on %s:%d", self.id, cfg.datanode.tier,
                  self.store.capacity, host, self.server.port)
-
-    def _rotate_rdma_key(self) -> None:
-        """Register the pool anew and drop the old registration: its key stops working.
-
-        Registering again means the namenode dropped our blocks; clients may still
-        hold their locations under the old key. The TCP path refuses them by the
-        datanode id, but RDMA never reaches our CPU, so the key must change: the
-        device then refuses those clients instead of serving the blocks' new owners.
-        """
-        old, self._rdma_memory = self._rdma_memory, self.rdma.register(self.store.memory)
-        self.rdma_region = self.rdma_region._replace(address=self._rdma_memory.address,
-                                                     key=self._rdma_memory.rkey)
-        old.close()
 
     def _connect_namenode(self) -> None:
         if self._namenode is None or self._namenode.broken:
@@ -188,10 +200,13 @@ class Datanode:
                                                 self.config.client, "namenode")
 
     def _heartbeat(self) -> None:
-        while not self._stopped.wait(self.heartbeat_interval):
+        hurry = 0  # heartbeats sent at once in a row, to move key changes along
+        while not self._stopped.wait(0 if hurry else self.heartbeat_interval):
+            rotated, retired = self.keys.reports()
             try:
                 self._connect_namenode()
-                self._namenode.call(m.Heartbeat(self.id, self._key))
+                reply = self._namenode.call(m.Heartbeat(self.id, self._key, tuple(rotated),
+                                                        tuple(retired)))
             except Stale:
                 # Declared dead, or the namenode restarted: what we hold is lost to it anyway.
                 log.warning("the namenode does not know datanode %d; registering again", self.id)
@@ -199,8 +214,18 @@ class Datanode:
                     self._register()
                 except CrailError as exc:
                     log.warning("cannot register: %s", exc)
+                hurry = 0
+                continue
             except CrailError as exc:
+                self.keys.unreport(rotated, retired)
                 log.warning("heartbeat failed: %s", exc)
+                hurry = 0
+                continue
+            self.keys.acknowledged(rotated)
+            self.keys.rotate(reply.rotate)
+            # Freed blocks wait for these key changes: carry them on at once, but not
+            # forever, so that a stream of deletes cannot keep us heartbeating.
+            hurry = hurry + 1 if self.keys.busy and hurry < 8 else 0
 
     def stop(self) -> None:
         self._stopped.set()
@@ -209,5 +234,5 @@ class Datanode:
             self._namenode.close()
         if self.rdma is not None:  # before the pool goes: the device must stop reaching into it
             self.rdma.close()
-            self._rdma_memory.close()
+        self.keys.close()
         self.store.close()

@@ -97,9 +97,15 @@ class BlockLost(CrailError, OSError):
 
 
 class Stale(CrailError):
-    """A request named a datanode incarnation that no longer exists."""
+    """A request named a datanode incarnation that no longer exists, or a key that no
+    longer opens its block's region (the block may live on under a new key)."""
 
     status = Status.STALE
+
+
+class Displaced(Stale):
+    """A transfer failed with its connection, which another transfer's refused key broke
+    (RDMA): nothing was wrong with its own location. Client-side only."""
 
 
 class OutOfRange(CrailError, ValueError):

@@ -4,20 +4,29 @@ Both move bytes between the caller's buffer and the datanodes without copying
 large payloads: a write is cut at block boundaries into memoryview slices, a
 read lands in slices of the caller's buffer. Several block transfers stay in
 flight at once (`client.inflight`), across datanodes.
+
+A transfer refused as STALE is tried once more with a fresh location: the key
+of a block's region changes when other blocks in it are freed (docs/rdma.md),
+and the file's own blocks are still there under the new key. A second refusal
+means the block is lost. Over RDMA one refused key fails every transfer on its
+queue pair: those are tried again without counting.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import io
 from typing import TYPE_CHECKING, Any, Iterator
 
-from crailpy.errors import BlockLost, InvalidArgument, Stale, WrongType
+from crailpy.errors import BlockLost, Displaced, InvalidArgument, Stale, WrongType
 from crailpy.protocol import messages as m
 
 if TYPE_CHECKING:
     from crailpy.client import Store
+
+MAX_TRIES = 16  # attempts of one block transfer refused as STALE (see `_result`)
 
 
 def as_bytes_view(buf: Any) -> memoryview:
@@ -37,8 +46,9 @@ class _Window:
         self.limit = limit
         self._pending: collections.deque = collections.deque()
 
-    def add(self, transfer: Any, check: Any = None) -> None:
-        self._pending.append((transfer, check))
+    def add(self, transfer: Any, check: Any = None, retry: Any = None) -> None:
+        """`retry()`: the same transfer again, with a fresh location, if this one is STALE."""
+        self._pending.append((transfer, check, retry))
         while len(self._pending) > self.limit:
             self._finish_one()
 
@@ -47,9 +57,9 @@ class _Window:
             self._finish_one()
 
     def _finish_one(self) -> None:
-        transfer, check = self._pending.popleft()
+        transfer, check, retry = self._pending.popleft()
         try:
-            value = transfer.result()
+            value = _result(transfer, retry)
             if check is not None:
                 check(value)
         except BaseException as exc:
@@ -62,17 +72,36 @@ class _Window:
         """After a failure, wait out the other transfers: none may land in a buffer later,
         when its owner has moved on."""
         while self._pending:
-            transfer, _ = self._pending.popleft()
+            transfer, _, _ = self._pending.popleft()
             try:
                 transfer.result()
             except BaseException:
                 pass
 
 
+def _result(transfer: Any, retry: Any) -> Any:
+    """The transfer's result, tried again with a fresh location while it is refused as
+    STALE: once for its own key, and as long as it is only displaced (RDMA: its queue
+    pair failed under another transfer's key), up to `MAX_TRIES` in all."""
+    refused = 0
+    for _ in range(MAX_TRIES - 1):
+        try:
+            return transfer.result()
+        except Stale as exc:
+            refused += not isinstance(exc, Displaced)
+            if retry is None or refused > 1:
+                raise
+            transfer = retry()
+    return transfer.result()
+
+
 class Writer(io.BufferedIOBase):
     """Writes a new file; nothing is visible to readers until `close()` commits it.
 
     Leaving a `with` block on an exception aborts instead: the file never appears.
+    A large `write` returns once its bytes are stored: until then its transfers
+    read the caller's buffer (RDMA), or may have to send it again (a refused key).
+    Small writes are gathered in a buffer of the writer's own and stay in flight.
     """
 
     def __init__(self, store: "Store", path: str, created: m.Created,
@@ -109,8 +138,8 @@ class Writer(io.BufferedIOBase):
             return len(view)
         with self._failing():
             self._flush_buffer()
-            if self._send(view):
-                self._window.drain()  # the caller may change `data` once we return
+            self._send(view)
+            self._window.drain()  # the caller may change `data` once we return
         return len(view)
 
     def flush(self) -> None:
@@ -176,13 +205,9 @@ class Writer(io.BufferedIOBase):
             buf, self._buf = self._buf, bytearray()
             self._send(memoryview(buf), final)
 
-    def _send(self, view: memoryview, final: bool = False) -> bool:
-        """Send `view` at the current position; `final`: it ends the file.
-
-        True if some transfer still reads `view` (see `Endpoint.holds_buffers`).
-        """
+    def _send(self, view: memoryview, final: bool = False) -> None:
+        """Send `view` at the current position; `final`: it ends the file."""
         done = 0
-        borrowed = False
         while done < len(view):
             index, offset = divmod(self._pos, self._bs)
             while index >= len(self._blocks):  # the namenode may give fewer than asked
@@ -193,15 +218,26 @@ class Writer(io.BufferedIOBase):
             datanode, block = self._blocks[index]
             chunk = view[done : done + min(self._bs - offset, len(view) - done)]
             endpoint = self._store._endpoint(datanode, self.path, index)
-            self._window.add(endpoint.write(block, offset, chunk))
-            borrowed = borrowed or endpoint.holds_buffers
+            self._window.add(endpoint.write(block, offset, chunk), None,
+                             functools.partial(self._write_again, index, offset, chunk))
             done += len(chunk)
             self._pos += len(chunk)
-        return borrowed
+
+    def _write_again(self, index: int, offset: int, chunk: memoryview) -> Any:
+        """Block `index` was refused as STALE: look up its key again and resend."""
+        count = min(len(self._blocks) - index, self._store.config.client.lookup_blocks)
+        reply = self._store._call(m.GetBlocks(self._info.id, index, count, self._token))
+        nodes = {d.id: d for d in reply.datanodes}
+        for i, block in enumerate(reply.blocks):
+            self._blocks[reply.first + i] = (nodes[block.datanode], block)
+        datanode, block = self._blocks[index]
+        return self._store._endpoint(datanode, self.path, index).write(block, offset, chunk)
 
     def _allocate(self, remaining: int) -> None:
-        """Ask for the blocks this write needs, and a few more ahead of need."""
-        want = max(self._store.config.client.alloc_ahead, -(-remaining // self._bs))
+        """Ask for the blocks this write needs, and ahead of need as many as the file has
+        (up to `alloc_ahead`): a file that stays small leaves few blocks to free."""
+        ahead = min(self._store.config.client.alloc_ahead, len(self._blocks))
+        want = max(ahead, -(-remaining // self._bs))
         reply = self._store._call(m.AllocBlocks(self._info.id, self._token, min(want, 4096), 0))
         self._add_blocks(reply.datanodes, reply.blocks)
 
@@ -300,16 +336,23 @@ class Reader(io.BufferedIOBase):
             datanode, block = self._location(index)
             chunk = dest[done : done + min(self._bs - offset, len(dest) - done)]
             endpoint = self._store._endpoint(datanode, self.path, index)
-            window.add(endpoint.read(block, offset, chunk), _expect(len(chunk), self.path))
+            window.add(endpoint.read(block, offset, chunk), _expect(len(chunk), self.path),
+                       functools.partial(self._read_again, index, offset, chunk))
             done += len(chunk)
         if not shared:
             window.drain()
+
+    def _read_again(self, index: int, offset: int, chunk: memoryview) -> Any:
+        """Block `index` was refused as STALE: look it (and those after it) up again and reread."""
+        self._locations.pop(index, None)
+        datanode, block = self._location(index)
+        return self._store._endpoint(datanode, self.path, index).read(block, offset, chunk)
 
     def _location(self, index: int) -> tuple[m.DatanodeInfo, m.Block]:
         location = self._locations.get(index)
         if location is None:
             count = self._store.config.client.lookup_blocks
-            reply = self._store._call(m.GetBlocks(self.info.id, index, count))
+            reply = self._store._call(m.GetBlocks(self.info.id, index, count, 0))
             self._remember(reply.first, reply.datanodes, reply.blocks)
             location = self._locations.get(index)
             if location is None:

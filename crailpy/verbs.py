@@ -10,7 +10,7 @@ the waiting thread.
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable, NamedTuple
+from typing import Any
 
 from crailpy.errors import CrailError, Unreachable
 
@@ -106,20 +106,6 @@ class Listener:
             self._handle = None
 
 
-class Op(NamedTuple):
-    """One work request (crail_op, field for field); `write`: RDMA WRITE of local to remote,
-    else READ of remote to local."""
-
-    id: int
-    local: int
-    remote: int
-    lkey: int
-    rkey: int
-    length: int
-    write: bool
-    signaled: bool = True
-
-
 class Connection:
     """A client's reliable queue pair to one datanode's listener."""
 
@@ -142,20 +128,18 @@ class Connection:
         handle = lib.crail_register(self._handle, view, len(view), int(writable), err, _ERRLEN)
         return MemoryRegion(_check(handle, err, ffi.NULL), view)
 
-    def post(self, ops: Iterable[Op]) -> None:
-        """Post all of `ops` with one doorbell."""
-        batch = list(ops)
-        err = ffi.new("char[]", _ERRLEN)
-        _check(lib.crail_post(self._handle, ffi.new("crail_op[]", batch), len(batch), err, _ERRLEN),
-               err, -1)
+    def ops(self, size: int) -> Any:
+        """Room for `size` work requests (`crail_op`), filled in place and given to `post_poll`."""
+        return ffi.new("crail_op[]", size)
 
-    def poll(self, timeout: float, spin_us: int) -> list[tuple[int, int]]:
-        """Completions as (id, status), waiting up to `timeout` seconds; [] on timeout.
-
-        One thread at a time: the caller holds a lock.
-        """
-        n = _check(lib.crail_poll(self._handle, self._completions, 32, int(timeout * 1000), spin_us,
-                                  self._err, _ERRLEN), self._err, -1)
+    def post_poll(self, ops: Any, n: int, timeout: float, spin_us: int) -> list[tuple[int, int]]:
+        """Post the first `n` of `ops`, then wait up to `timeout` seconds for completions:
+        as (id, status), [] on timeout. One thread at a time: the caller holds a lock."""
+        if self._handle is None:
+            raise RdmaError("the connection is closed")
+        n = _check(lib.crail_post_poll(self._handle, ops, n, self._completions, 32,
+                                       int(timeout * 1000), spin_us, self._err, _ERRLEN),
+                   self._err, -1)
         return [(c.id, c.status) for c in self._completions[0:n]]
 
     @property

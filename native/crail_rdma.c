@@ -19,6 +19,7 @@
 
 #define MAX_RD_ATOMIC 16 /* RDMA READs in flight per queue pair, if the device allows */
 #define MAX_POLL 32
+#define MAX_POST 64 /* work requests chained per ibv_post_send */
 
 struct crail_mr {
     struct ibv_mr *mr;
@@ -459,19 +460,15 @@ crail_mr *crail_register(crail_conn *c, void *addr, size_t length, int writable,
     return register_memory(c->pd, addr, length, writable ? IBV_ACCESS_LOCAL_WRITE : 0, err, errlen);
 }
 
-int crail_post(crail_conn *c, const crail_op *ops, int n, char *err, int errlen)
+static int post(crail_conn *c, const crail_op *ops, int n, char *err, int errlen)
 {
-    struct ibv_send_wr *wrs = calloc((size_t)n, sizeof *wrs), *bad = NULL;
-    struct ibv_sge *sges = calloc((size_t)n, sizeof *sges);
-    int rc = -1;
-    if (wrs == NULL || sges == NULL) {
-        fail(err, errlen, "out of memory");
-        goto done;
-    }
+    struct ibv_send_wr wrs[MAX_POST], *bad = NULL;
+    struct ibv_sge sges[MAX_POST];
     for (int i = 0; i < n; i++) {
         sges[i].addr = ops[i].local;
         sges[i].length = ops[i].length;
         sges[i].lkey = ops[i].lkey;
+        memset(&wrs[i], 0, sizeof wrs[i]);
         wrs[i].wr_id = ops[i].id;
         wrs[i].sg_list = &sges[i];
         wrs[i].num_sge = ops[i].length ? 1 : 0;
@@ -481,19 +478,28 @@ int crail_post(crail_conn *c, const crail_op *ops, int n, char *err, int errlen)
         wrs[i].wr.rdma.rkey = ops[i].rkey;
         wrs[i].next = i + 1 < n ? &wrs[i + 1] : NULL;
     }
-    rc = ibv_post_send(c->id->qp, wrs, &bad);
+    int rc = ibv_post_send(c->id->qp, wrs, &bad);
     if (rc != 0) {
         fail(err, errlen, "ibv_post_send: %s", strerror(rc));
-        rc = -1;
+        return -1;
     }
-done:
-    free(wrs);
-    free(sges);
-    return rc;
+    return 0;
 }
 
-int crail_poll(crail_conn *c, crail_completion *out, int max, int timeout_ms, int spin_us,
-               char *err, int errlen)
+static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms, int spin_us,
+                   char *err, int errlen);
+
+int crail_post_poll(crail_conn *c, const crail_op *ops, int n, crail_completion *out, int max,
+                    int timeout_ms, int spin_us, char *err, int errlen)
+{
+    for (int done = 0; done < n; done += MAX_POST)
+        if (post(c, ops + done, n - done < MAX_POST ? n - done : MAX_POST, err, errlen) != 0)
+            return -1;
+    return poll_cq(c, out, max, timeout_ms, spin_us, err, errlen);
+}
+
+static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms, int spin_us,
+                   char *err, int errlen)
 {
     struct ibv_wc wc[MAX_POLL];
     double start = now_us();

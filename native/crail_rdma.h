@@ -53,12 +53,12 @@ const char *crail_conn_device(crail_conn *conn);
 /* Register a local buffer; `writable`: RDMA READs land in it. */
 crail_mr *crail_register(crail_conn *conn, void *addr, size_t length, int writable,
                          char *err, int errlen);
-/* Post `n` operations with one doorbell; 0 or -1. */
-int crail_post(crail_conn *conn, const crail_op *ops, int n, char *err, int errlen);
-/* Wait up to `timeout_ms` for completions, polling for `spin_us` before
- * sleeping; returns how many were written to `out` (0 on timeout), -1 on error. */
-int crail_poll(crail_conn *conn, crail_completion *out, int max, int timeout_ms, int spin_us,
-               char *err, int errlen);
+/* Post `n` operations (none is fine) with one doorbell per 64, then wait up to
+ * `timeout_ms` for completions, polling for `spin_us` before sleeping: what a
+ * caller about to wait does, in one call. Returns how many completions were
+ * written to `out` (0 on timeout), -1 on error. */
+int crail_post_poll(crail_conn *conn, const crail_op *ops, int n, crail_completion *out, int max,
+                    int timeout_ms, int spin_us, char *err, int errlen);
 /* The connection was closed by the peer or failed; posted work is flushed. */
 int crail_conn_failed(crail_conn *conn);
 void crail_close(crail_conn *conn);

@@ -19,9 +19,12 @@ from __future__ import annotations
 import itertools
 import secrets
 from dataclasses import dataclass, field
+from typing import Iterable
 
-from crailpy.errors import NoSpace
-from crailpy.protocol.messages import ANY_CLASS, ClassUsage, DatanodeInfo, DatanodeUsage, RdmaRegion
+from crailpy.errors import InvalidArgument, NoSpace
+from crailpy.protocol.messages import (
+    ANY_CLASS, ClassUsage, DatanodeInfo, DatanodeUsage, RdmaRegion, RegionKey,
+)
 
 UNIT = 4096  # the smallest chunk
 _UNIT_BITS = 34
@@ -57,14 +60,24 @@ class Datanode:
     blocks: int  # how many whole blocks its region holds
     top: int  # the order of a whole block
     last_heartbeat: float
+    region_units: int  # units per key region
+    keys: list[int]  # the key of each key region
     key: int = field(default_factory=lambda: secrets.randbits(63) | 1)  # proves a heartbeat's sender
     alive: bool = True
     next_unused: int = 0  # whole blocks from here on were never handed out
-    used_units: int = 0
+    used_units: int = 0  # held by files, committed or being written
+    freeing_units: int = 0  # freed, waiting in the quarantine
     free: list[set[int]] = field(default_factory=list)  # free chunks (their units), per order
+    # key region -> freed chunks (unit, order) that wait for the region's next key
+    quarantine: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+    retiring: dict[int, int] = field(default_factory=dict)  # region -> its old key, still working
+    awaiting: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # ... its retirement
 
     def __post_init__(self) -> None:
         self.free = [set() for _ in range(self.top + 1)]
+
+    def key_of(self, unit: int) -> int:
+        return self.keys[unit // self.region_units]
 
     @property
     def capacity_units(self) -> int:
@@ -91,9 +104,53 @@ class Datanode:
         self.used_units += 1 << order
         return unit
 
-    def give_back(self, unit: int, order: int) -> None:
-        """Free a chunk, merging it with its buddy as long as the buddy is free too."""
+    def give_back(self, unit: int, order: int, handed_out: bool = True) -> None:
+        """Free a chunk. One that was `handed_out` (located for a client) is reused only
+        once its region's key has changed, while the datanode lives."""
         self.used_units -= 1 << order
+        if handed_out and self.alive:
+            self.quarantine.setdefault(unit // self.region_units, []).append((unit, order))
+            self.freeing_units += 1 << order
+        else:
+            self._merge(unit, order)
+
+    def rotations(self) -> list[RegionKey]:
+        """The regions whose key must change before their freed chunks are reused."""
+        return [RegionKey(r, self.keys[r]) for r in self.quarantine if r not in self.retiring]
+
+    def rotated(self, region: int, key: int) -> None:
+        """The datanode made a new key for `region` (the old one still works): hand out
+        the new one. The chunks freed so far wait for the old one's retirement; chunks
+        freed from now on may be located under the new one, so they wait for the next.
+        A repeated report changes nothing."""
+        if key == self.keys[region] or region in self.retiring:
+            return
+        self.retiring[region] = self.keys[region]
+        self.keys[region] = key
+        self.awaiting[region] = self.quarantine.pop(region, [])
+
+    def retired(self, region: int, key: int) -> None:
+        """The datanode dropped a region's old key: what was freed under it is reusable."""
+        if self.retiring.get(region) != key:
+            return
+        del self.retiring[region]
+        self._release(self.awaiting.pop(region, ()))
+
+    def die(self) -> None:
+        """Declared dead: nothing is handed out here any more, so nothing waits for a key."""
+        self.alive = False
+        for chunks in [*self.quarantine.values(), *self.awaiting.values()]:
+            self._release(chunks)
+        self.quarantine.clear()
+        self.awaiting.clear()
+
+    def _release(self, chunks: Iterable[tuple[int, int]]) -> None:
+        for unit, order in chunks:
+            self.freeing_units -= 1 << order
+            self._merge(unit, order)
+
+    def _merge(self, unit: int, order: int) -> None:
+        """Make a chunk free, merging it with its buddy as long as the buddy is free too."""
         while order < self.top:
             buddy = unit ^ (1 << order)
             if buddy not in self.free[order]:
@@ -116,26 +173,38 @@ class BlockAllocator:
         self._cursor = [0] * len(class_names)  # round-robin position per class
 
     def register(self, host: str, port: int, storage_class: int, location_class: int,
-                 transports: int, rdma: RdmaRegion, capacity: int, now: float) -> Datanode:
+                 transports: int, rdma: RdmaRegion, capacity: int, now: float,
+                 region_size: int, keys: list[int]) -> Datanode:
+        """`region_size`: a multiple of the block size; `keys`: one per region (the service checks)."""
         node = Datanode(next(self._ids), host, port, storage_class, location_class, transports,
-                        rdma, capacity // self.block_size, self.top, now)
+                        rdma, capacity // self.block_size, self.top, now,
+                        region_size // UNIT, list(keys))
         self.datanodes[node.id] = node
         return node
 
-    def heartbeat(self, datanode: int, key: int, now: float) -> bool:
-        """Record a heartbeat; False if the datanode is unknown, dead, or not the one registered."""
+    def heartbeat(self, datanode: int, key: int, now: float, rotated: tuple[RegionKey, ...],
+                  retired: tuple[RegionKey, ...]) -> list[RegionKey] | None:
+        """Record a heartbeat and the key changes it reports; the regions whose key must
+        change next. None if the datanode is unknown, dead, or not the one registered."""
         node = self.datanodes.get(datanode)
         if node is None or not node.alive or node.key != key:
-            return False
+            return None
+        if any(r >= len(node.keys) or not k for r, k in rotated + retired):
+            raise InvalidArgument(f"datanode {datanode} has {len(node.keys)} key regions, "
+                                  "and keys are never 0")
         node.last_heartbeat = now
-        return True
+        for region, new_key in rotated:
+            node.rotated(region, new_key)
+        for region, old_key in retired:
+            node.retired(region, old_key)
+        return node.rotations()
 
     def expire(self, now: float, dead_after: float) -> list[Datanode]:
         """Declare dead the datanodes silent for `dead_after` seconds."""
         dead = [n for n in self.datanodes.values()
                 if n.alive and now - n.last_heartbeat > dead_after]
         for node in dead:
-            node.alive = False
+            node.die()
             self._forget_if_empty(node)
         return dead
 
@@ -154,9 +223,12 @@ class BlockAllocator:
                 out.append(pack(node.id, order, node.take(order)))
         if len(out) >= minimum:
             return out
-        self.free(out)
+        self.free(out, handed_out=False)
         wanted = self.class_names[storage_class]
-        raise NoSpace(f"no free block in storage class {wanted!r} or any class after it")
+        freeing = sum(n.freeing_units for n in self.datanodes.values()
+                      if n.alive and n.storage_class >= storage_class) * UNIT
+        later = f" ({freeing} bytes freed lately come back within a heartbeat)" if freeing else ""
+        raise NoSpace(f"no free block in storage class {wanted!r} or any class after it{later}")
 
     def _pick(self, cls: int, location_class: int, order: int) -> Datanode | None:
         """The next datanode of `cls` with room, by round robin, preferring the location class."""
@@ -181,12 +253,13 @@ class BlockAllocator:
             node.give_back(unit + (1 << half), half)
         return pack(datanode, keep, unit)
 
-    def free(self, blocks: list[int]) -> None:
+    def free(self, blocks: list[int], handed_out: bool = True) -> None:
+        """Free chunks; those `handed_out` (located for a client) wait for a new key."""
         for block in blocks:
             datanode, order, unit = unpack(block)
             node = self.datanodes.get(datanode)
             if node is not None:
-                node.give_back(unit, order)
+                node.give_back(unit, order, handed_out)
                 if not node.alive:
                     self._forget_if_empty(node)
 
@@ -196,7 +269,7 @@ class BlockAllocator:
             del self.datanodes[node.id]
 
     def usage(self) -> tuple[list[ClassUsage], list[DatanodeUsage]]:
-        per_class = [ClassUsage(c, 0, 0, name) for c, name in enumerate(self.class_names)]
+        per_class = [ClassUsage(c, 0, 0, 0, name) for c, name in enumerate(self.class_names)]
         nodes = []
         for node in self.datanodes.values():
             if not node.alive:
@@ -205,6 +278,7 @@ class BlockAllocator:
             capacity, used = node.capacity_units * UNIT, node.used_units * UNIT
             nodes.append(DatanodeUsage(node.info(), capacity, used))
             c = per_class[node.storage_class]
-            per_class[node.storage_class] = ClassUsage(c.storage_class, c.capacity + capacity,
-                                                       c.used + used, c.name)
+            per_class[node.storage_class] = c._replace(
+                capacity=c.capacity + capacity, used=c.used + used,
+                freeing=c.freeing + node.freeing_units * UNIT)
         return per_class, nodes

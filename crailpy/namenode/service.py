@@ -126,9 +126,12 @@ class NamenodeService:
         return m.Parts(req.first, _parts(node, req.first, _page(req.count, MAX_PARTS_PER_REPLY)))
 
     def get_blocks(self, req: m.GetBlocks, session: int) -> m.Blocks:
-        node = self.nodes.get(req.node)
-        if node is None or node.type != NodeType.FILE or req.node in self.open_files:
-            raise NotFound(f"no committed file with id {req.node}")
+        if req.token:  # a writer refreshing its own blocks' keys
+            node = self._writer(req.node, req.token).node
+        else:
+            node = self.nodes.get(req.node)
+            if node is None or node.type != NodeType.FILE or req.node in self.open_files:
+                raise NotFound(f"no committed file with id {req.node}")
         count = _page(req.count, MAX_BLOCKS_PER_REPLY)
         datanodes, blocks = self._locate(node.blocks[req.first : req.first + count])
         return m.Blocks(req.first, datanodes, blocks)
@@ -152,7 +155,7 @@ class NamenodeService:
             try:
                 new += self.alloc.allocate(cls, loc, 1, order=order_for(req.tail))
             except NoSpace:
-                self.alloc.free(new)
+                self.alloc.free(new, handed_out=False)
                 raise
             open_file.limit = end
         else:
@@ -260,14 +263,26 @@ class NamenodeService:
             raise InvalidArgument(f"capacity {req.capacity} is below one block ({self.block_size})")
         if bool(req.transports & m.Transport.RDMA) != bool(req.rdma.port):
             raise InvalidArgument("a datanode offering RDMA names its RDMA port, and only then")
+        if not req.region_size or req.region_size % self.block_size:
+            raise InvalidArgument(f"key region size {req.region_size} is not a multiple of the "
+                                  f"block size ({self.block_size})")
+        regions = -(-req.capacity // req.region_size)
+        keys = dict(req.keys)
+        if sorted(keys) != list(range(regions)) or len(req.keys) != regions or 0 in keys.values():
+            raise InvalidArgument(f"a datanode of {req.capacity} bytes in key regions of "
+                                  f"{req.region_size} names a nonzero key for each of its "
+                                  f"{regions} regions, once")
         node = self.alloc.register(req.host, req.port, req.storage_class, req.location_class,
-                                   req.transports, req.rdma, req.capacity, time.monotonic())
+                                   req.transports, req.rdma, req.capacity, time.monotonic(),
+                                   req.region_size, [keys[r] for r in range(regions)])
         return m.Registered(node.id, int(self.heartbeat_interval * 1000), node.key)
 
-    def heartbeat(self, req: m.Heartbeat, session: int) -> m.Empty:
-        if not self.alloc.heartbeat(req.datanode, req.key, time.monotonic()):
+    def heartbeat(self, req: m.Heartbeat, session: int) -> m.HeartbeatReply:
+        rotate = self.alloc.heartbeat(req.datanode, req.key, time.monotonic(), req.rotated,
+                                      req.retired)
+        if rotate is None:
             raise Stale(f"datanode {req.datanode} is unknown or was declared dead; register again")
-        return m.Empty()
+        return m.HeartbeatReply(tuple(rotate))
 
     def expire_datanodes(self) -> list[int]:
         """Declare silent datanodes dead; their blocks are lost to every file that had them."""
@@ -366,9 +381,10 @@ class NamenodeService:
         blocks, seen = [], {}
         for block in packed:
             datanode, _, unit = unpack(block)
+            node = self.alloc.datanodes[datanode]
             if datanode not in seen:
-                seen[datanode] = self.alloc.datanodes[datanode].info()
-            blocks.append(m.Block(datanode, unit * UNIT))
+                seen[datanode] = node.info()
+            blocks.append(m.Block(datanode, unit * UNIT, node.key_of(unit)))
         return tuple(seen.values()), tuple(blocks)
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 from crailpy.protocol.wire import I8, U8, U16, U32, U64, Str, list_of
 
 
-VERSION = 1  # protocol version, carried in every header
+VERSION = 2  # protocol version, carried in every header
 
 
 class Op(enum.IntEnum):
@@ -73,15 +73,14 @@ class NodeInfo(NamedTuple):
 class RdmaRegion(NamedTuple):
     """Where a datanode's pool is reachable by one-sided RDMA; all zero without RDMA.
 
-    A block at `offset` is at remote address `address + offset` under `key`.
+    A block at `offset` is at remote address `address + offset`, under its `Block.key`.
     """
 
     port: U16
     address: U64
-    key: U32
 
 
-NO_RDMA = RdmaRegion(0, 0, 0)
+NO_RDMA = RdmaRegion(0, 0)
 
 
 class DatanodeInfo(NamedTuple):
@@ -96,10 +95,19 @@ class DatanodeInfo(NamedTuple):
 
 
 class Block(NamedTuple):
-    """Where one block lives: a datanode and a byte offset in its region."""
+    """Where one block lives: a datanode and a byte offset in its region, and the key
+    of the key region holding it (an rkey over RDMA), which the datanode checks."""
 
     datanode: U32
     offset: U64
+    key: U32
+
+
+class RegionKey(NamedTuple):
+    """A datanode's key region and the key that now guards it."""
+
+    region: U32
+    key: U32
 
 
 class Part(NamedTuple):
@@ -115,9 +123,12 @@ class Entry(NamedTuple):
 
 
 class ClassUsage(NamedTuple):
+    """`used`: held by files; `freeing`: freed, reusable once its key region's key changes."""
+
     storage_class: U8
     capacity: U64
     used: U64
+    freeing: U64
     name: Str
 
 
@@ -189,9 +200,13 @@ class Located(NamedTuple):
 
 
 class GetBlocks(NamedTuple):
+    """Locations of a committed file's blocks, or with its writer's `token`, of a file
+    being written (a writer refreshes its keys so)."""
+
     node: U64
     first: U64
     count: U32
+    token: U64
 
 
 class AllocBlocks(NamedTuple):
@@ -264,12 +279,16 @@ class FsUsage(NamedTuple):
 
 
 class Register(NamedTuple):
+    """`keys`: every key region of `region_size` bytes, once (docs/protocol.md 8.8)."""
+
     storage_class: U8
     location_class: I8
     transports: U8
     port: U16
     capacity: U64
     rdma: RdmaRegion
+    region_size: U64
+    keys: list_of(RegionKey)
     host: Str
 
 
@@ -280,8 +299,20 @@ class Registered(NamedTuple):
 
 
 class Heartbeat(NamedTuple):
+    """`rotated`: new keys of key regions (the old ones still work); `retired`: old keys
+    that no longer work (docs/protocol.md 8.8)."""
+
     datanode: U32
     key: U64
+    rotated: list_of(RegionKey)
+    retired: list_of(RegionKey)
+
+
+class HeartbeatReply(NamedTuple):
+    """Key regions holding freed blocks, with the key the namenode knows for each: the
+    datanode changes each key that is still that one, and reports the new ones."""
+
+    rotate: list_of(RegionKey)
 
 
 # ---- TCP data transport (datanodes) ----
@@ -290,6 +321,7 @@ class Read(NamedTuple):
     datanode: U32
     length: U32
     offset: U64
+    key: U32
 
 
 class Write(NamedTuple):
@@ -297,6 +329,7 @@ class Write(NamedTuple):
 
     datanode: U32
     offset: U64
+    key: U32
 
 
 class Data(NamedTuple):
@@ -319,7 +352,7 @@ OPERATIONS: dict[int, tuple[type, type]] = {
     Op.RENAME: (Rename, Empty),
     Op.STATFS: (StatFs, FsUsage),
     Op.REGISTER: (Register, Registered),
-    Op.HEARTBEAT: (Heartbeat, Empty),
+    Op.HEARTBEAT: (Heartbeat, HeartbeatReply),
     Op.READ: (Read, Data),
     Op.WRITE: (Write, Empty),
 }

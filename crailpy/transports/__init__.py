@@ -20,10 +20,6 @@ class Transfer(Protocol):
 
 class Endpoint(Protocol):
     name: str
-    # False: a write has taken its bytes when `write` returns (TCP sends them at once).
-    # True: the transfer reads the buffer until its result(), so the caller must wait
-    # before changing it (RDMA: the device reads it).
-    holds_buffers: bool
 
     def write(self, block: Block, offset: int, data: memoryview) -> Transfer:
         """Write `data` at `offset` within `block`."""

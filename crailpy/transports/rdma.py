@@ -3,13 +3,16 @@
 The caller's buffer is registered as it is for the length of one transfer, and
 the device moves the bytes: no copy on either side, and the datanode's CPU is
 not involved. Transfers under 64 KiB are copied through registered staging
-slots instead, which costs less than registering. A WRITE is confirmed by a 1-byte READ of its last byte chained
-behind it on the same queue pair (Crail's trick): the READ's answer leaves the
-datanode only after the WRITE is in its memory, so when `result()` returns the
-bytes are placed, not only sent.
+slots instead, which costs less than registering. A WRITE is confirmed by a
+1-byte READ of its last byte chained behind it on the same queue pair (Crail's
+trick): the READ's answer leaves the datanode only after the WRITE is in its
+memory, so when `result()` returns the bytes are placed, not only sent.
 
-Waiting is caller-driven like the TCP channel's: whoever waits polls the
-completion queue (in C, without the GIL) and settles every transfer it finds.
+Work requests are written into a preallocated array and posted by whoever
+waits next, together with the poll for completions: one C call, without the
+GIL, and one doorbell for every transfer started since. Waiting is
+caller-driven like the TCP channel's: whoever waits settles every transfer it
+finds completed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from crailpy import verbs
 from crailpy.config import ClientConfig
-from crailpy.errors import Stale, Timeout, Unreachable
+from crailpy.errors import Displaced, Stale, Timeout, Unreachable
 from crailpy.protocol.messages import Block, DatanodeInfo
 
 
@@ -89,7 +92,6 @@ class RdmaTransfer:
 
 class RdmaEndpoint:
     name = "rdma"
-    holds_buffers = True  # a write reads the caller's buffer until its result() returns
 
     def __init__(self, datanode: DatanodeInfo, config: ClientConfig) -> None:
         self.datanode = datanode
@@ -100,10 +102,15 @@ class RdmaEndpoint:
         self._fence = bytearray(1)
         self._fence_memory = self._conn.register(self._fence, writable=True)
         self._staging = _Staging(self._conn, self._depth)
-        self._lock = threading.Lock()  # posting and the table of transfers in flight
-        self._poll_lock = threading.Lock()  # one poller at a time
+        self._lock = threading.Lock()  # the table of transfers in flight, the unposted work
+        self._poll_lock = threading.Lock()  # one poller (and poster) at a time
         self._ids = itertools.count(1)
         self._in_flight: dict[int, RdmaTransfer] = {}
+        # Work requests not posted yet: written into one array while the poller posts the
+        # other. Starting a transfer waits while `_depth` are in flight, so a few threads
+        # at once stay well inside.
+        self._unposted, self._posting = self._conn.ops(4 * self._depth), self._conn.ops(4 * self._depth)
+        self._count = 0
         self._failure: BaseException | None = None
 
     def read(self, block: Block, offset: int, dest: memoryview) -> RdmaTransfer:
@@ -143,20 +150,22 @@ class RdmaEndpoint:
                 local = self._staging.memory.address + transfer.slot * SMALL
                 lkey = self._staging.memory.lkey
             transfer.ids.append(next(self._ids))
-            ops = [verbs.Op(transfer.ids[0], local, remote, lkey, region.key, len(buf), write,
-                            signaled=not write)]
+            self._add(transfer.ids[0], local, remote, lkey, block.key, len(buf), write, not write)
             if write:  # the fence: its completion says the WRITE before it is placed
                 transfer.ids.append(next(self._ids))
-                ops.append(verbs.Op(transfer.ids[1], self._fence_memory.address,
-                                    remote + len(buf) - 1, self._fence_memory.lkey, region.key, 1,
-                                    False))
+                self._add(transfer.ids[1], self._fence_memory.address, remote + len(buf) - 1,
+                          self._fence_memory.lkey, block.key, 1, False, True)
             for wr_id in transfer.ids:  # an unsignaled WRITE still reports its failure
                 self._in_flight[wr_id] = transfer
-            try:
-                self._conn.post(ops)
-            except verbs.RdmaError as exc:
-                self._fail(Unreachable(f"rdma {self._where}: {exc}"))
         return transfer
+
+    def _add(self, wr_id: int, local: int, remote: int, lkey: int, rkey: int, length: int,
+             write: bool, signaled: bool) -> None:
+        """Write one work request into the unposted array. Called with `_lock` held."""
+        op = self._unposted[self._count]
+        op.id, op.local, op.remote, op.lkey, op.rkey = wr_id, local, remote, lkey, rkey
+        op.length, op.write, op.signaled = length, write, signaled
+        self._count += 1
 
     @property
     def _where(self) -> str:
@@ -172,11 +181,24 @@ class RdmaEndpoint:
                                        f"{self._config.io_timeout} s"))
 
     def _progress(self) -> None:
-        """Poll once and settle what completed. Lock order: `_poll_lock`, then `_lock`."""
+        """Post what was started, poll once and settle what completed.
+
+        Lock order: `_poll_lock`, then `_lock`.
+        """
         with self._poll_lock:
-            completions = self._conn.poll(0.2, self._config.spin_us)
-            if not completions and self._conn.failed:
-                completions = self._conn.poll(0.2, 0)  # the flushed work requests
+            with self._lock:
+                if self._failure is not None:
+                    return  # everything in flight was settled with it; the queue pair may be gone
+                ops, count = self._unposted, self._count
+                self._unposted, self._posting, self._count = self._posting, ops, 0
+            try:
+                completions = self._conn.post_poll(ops, count, 0.2, self._config.spin_us)
+                if not completions and self._conn.failed:
+                    completions = self._conn.post_poll(ops, 0, 0.2, 0)  # the flushed requests
+            except verbs.RdmaError as exc:
+                with self._lock:
+                    self._fail(Unreachable(f"rdma {self._where}: {exc}"))
+                return
             with self._lock:
                 if not completions and self._conn.failed:
                     self._fail(Unreachable(f"rdma {self._where}: the connection failed"))
@@ -184,9 +206,15 @@ class RdmaEndpoint:
                     transfer = self._in_flight.get(wr_id)
                     if transfer is None:
                         continue
-                    error = None if status == 0 else self._error(status)
-                    self._failure = self._failure or error
-                    self._finish(transfer, error)
+                    if status:  # the queue pair has failed: nothing else on it will succeed
+                        error = self._error(status)
+                        self._finish(transfer, error)
+                        if isinstance(error, Stale):
+                            error = Displaced(f"rdma {self._where}: the connection failed under "
+                                              "another transfer's refused key")
+                        self._fail(error)
+                        break
+                    self._finish(transfer, None)
 
     def _finish(self, transfer: RdmaTransfer, error: BaseException | None) -> None:
         for wr_id in transfer.ids:
@@ -194,6 +222,8 @@ class RdmaEndpoint:
         transfer.settle(error)
 
     def _error(self, status: int) -> BaseException:
+        """A refused key is STALE; it also fails the queue pair, and every other transfer
+        in flight ends `Displaced`: readers and writers try them all again on a new one."""
         text = f"rdma {self._where}: {verbs.status_text(status)}"
         if status == verbs.REMOTE_ACCESS_ERROR:
             return Stale(f"{text}: the datanode no longer grants this key and address")
@@ -202,16 +232,18 @@ class RdmaEndpoint:
     def _fail(self, error: BaseException) -> None:
         """The queue pair is unusable: every transfer in flight ends with `error`."""
         self._failure = self._failure or error
+        self._count = 0  # nothing more is posted
         for transfer in list(self._in_flight.values()):
-            self._finish(transfer, error)
+            self._finish(transfer, self._failure)
 
     @property
     def broken(self) -> bool:
         return self._failure is not None
 
     def close(self) -> None:
-        with self._lock:
+        """Fail what is in flight and free the queue pair, once no thread polls it."""
+        with self._poll_lock, self._lock:
             self._fail(Unreachable(f"rdma {self._where}: closed"))
-        self._conn.close()
-        self._fence_memory.close()
-        self._staging.memory.close()
+            self._conn.close()
+            self._fence_memory.close()
+            self._staging.memory.close()

@@ -17,7 +17,6 @@ from crailpy.protocol.messages import Block, Read, Write
 
 class TcpEndpoint:
     name = "tcp"
-    holds_buffers = False  # `write` returns once the bytes are in the socket
 
     def __init__(self, host: str, port: int, config: ClientConfig) -> None:
         self._address = (host, port)
@@ -35,10 +34,12 @@ class TcpEndpoint:
             return channel
 
     def write(self, block: Block, offset: int, data: memoryview) -> Pending:
-        return self._channel("write").submit(Write(block.datanode, block.offset + offset), [data])
+        return self._channel("write").submit(Write(block.datanode, block.offset + offset, block.key),
+                                             [data])
 
     def read(self, block: Block, offset: int, dest: memoryview) -> Pending:
-        return self._channel("read").submit(Read(block.datanode, len(dest), block.offset + offset),
+        return self._channel("read").submit(Read(block.datanode, len(dest), block.offset + offset,
+                                                 block.key),
                                             into=dest)
 
     @property

@@ -94,7 +94,7 @@ def test_truncated_messages_and_abrupt_disconnects(target: str, store: crailpy.S
         sock.sendall(whole[:cut])
         sock.close()
     sock = raw_socket(target)  # a WRITE that promises more data than it sends
-    sock.sendall(frames.encode_request(m.Write(1, 0), 2, data_length=1 << 20) + b"x" * 1000)
+    sock.sendall(frames.encode_request(m.Write(1, 0, 1), 2, data_length=1 << 20) + b"x" * 1000)
     sock.shutdown(socket.SHUT_WR)
     sock.close()
     still_serves(store)
@@ -128,20 +128,25 @@ def test_response_frames_sent_to_a_server_are_refused(target: str) -> None:
 
 def test_datanode_refuses_out_of_range_and_stale_ids(cluster: Cluster, store: crailpy.Store) -> None:
     node = cluster.datanodes[0]
+    key = node.keys.all()[0].key
     sock = raw_socket(datanode_address(cluster))
-    sock.sendall(frames.encode_request(m.Write(node.id, node.store.capacity - 10), 1, 100)
+    sock.sendall(frames.encode_request(m.Write(node.id, node.store.capacity - 10, key), 1, 100)
                  + b"y" * 100)
     header, _ = read_reply(sock)
     assert header.status == Status.OUT_OF_RANGE
-    sock.sendall(frames.encode_request(m.Read(node.id + 1, 10, 0), 2))
+    sock.sendall(frames.encode_request(m.Read(node.id + 1, 10, 0, key), 2))
     header, _ = read_reply(sock)
     assert header.status == Status.STALE
-    sock.sendall(frames.encode_request(m.Read(node.id, 2**32 - 1, 2**64 - 2**33), 3))
+    sock.sendall(frames.encode_request(m.Read(node.id, 2**32 - 1, 2**64 - 2**33, key), 3))
     header, _ = read_reply(sock)
     assert header.status == Status.OUT_OF_RANGE
-    sock.sendall(frames.encode_request(m.Write(node.id, 0), 4, 5) + b"hello")  # still in step
+    sock.sendall(frames.encode_request(m.Write(node.id, 0, key ^ 1), 4, 5) + b"stale")  # a wrong key
+    header, body = read_reply(sock)
+    assert header.status == Status.STALE and "does not open" in wire.decode(m.Error, body).message
+    sock.sendall(frames.encode_request(m.Write(node.id, 0, key), 5, 5) + b"hello")  # still in step
     header, _ = read_reply(sock)
-    assert (header.status, header.request_id) == (Status.OK, 4)
+    assert (header.status, header.request_id) == (Status.OK, 5)
+    assert node.store.memory[:5] == b"hello"
     still_serves(store)
 
 
@@ -152,7 +157,7 @@ def test_unregistered_datanode_serves_nobody(cluster: Cluster) -> None:
     node.server.start()
     try:
         sock = raw_socket(f"{node.server.host}:{node.server.port}")
-        sock.sendall(frames.encode_request(m.Read(0, 10, 0), 1))
+        sock.sendall(frames.encode_request(m.Read(0, 10, 0, 0), 1))
         header, body = read_reply(sock)
         assert header.status == Status.STALE and "not registered" in wire.decode(m.Error, body).message
     finally:
@@ -168,9 +173,13 @@ def test_namenode_refuses_bad_requests_with_errors(store: crailpy.Store) -> None
     with pytest.raises(errors.InvalidArgument):
         store._call(m.Create(m.NodeType.FILE, 42, -1, 0, 0, "/x"))
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Register(0, 0, 1, 1, 10, m.NO_RDMA, "tiny"))
+        store._call(m.Register(0, 0, 1, 1, 10, m.NO_RDMA, 10, ((0, 1),), "tiny"))
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Register(0, -3, 1, 1, 1 << 30, m.NO_RDMA, "negative location class"))
+        store._call(m.Register(0, -3, 1, 1, 1 << 30, m.NO_RDMA, 1 << 30, ((0, 1),),
+                               "negative location class"))
+    with pytest.raises(errors.InvalidArgument, match="once"):
+        store._call(m.Register(0, 0, 1, 1, 1 << 30, m.NO_RDMA, 1 << 29, ((0, 1), (0, 2)),
+                               "a region twice"))
     with pytest.raises(errors.InvalidArgument, match="at least 1 item"):
         store._call(m.ListDir(0, 0, "/"))
     still_serves(store)
@@ -183,13 +192,13 @@ def test_client_detects_a_server_of_another_version() -> None:
     def fake_server() -> None:
         conn, _ = listener.accept()
         conn.recv(1024)
-        conn.sendall(frames.HEADER.pack(frames.MAGIC, 2, m.Op.PING, frames.RESPONSE, 0, 1, 2)
-                     + b"\x02\x00")
+        conn.sendall(frames.HEADER.pack(frames.MAGIC, frames.VERSION + 1, m.Op.PING,
+                                        frames.RESPONSE, 0, 1, 2) + b"\x02\x00")
         conn.close()
 
     threading.Thread(target=fake_server, daemon=True).start()
     store = crailpy.connect(f"127.0.0.1:{port}")
-    with pytest.raises(errors.VersionMismatch, match="version 2"):
+    with pytest.raises(errors.VersionMismatch, match=f"version {frames.VERSION + 1}"):
         store.stat("/")
     listener.close()
 
@@ -241,5 +250,5 @@ def test_client_fails_cleanly_on_a_broken_datanode(reply: bytes) -> None:
     listener, port = fake_server(reply)
     endpoint = TcpEndpoint("127.0.0.1", port, ClientConfig(connect_timeout=2.0, io_timeout=5.0))
     with pytest.raises((errors.Unreachable, errors.ProtocolError)):
-        endpoint.read(m.Block(1, 0), 0, memoryview(bytearray(1000))).result()
+        endpoint.read(m.Block(1, 0, 1), 0, memoryview(bytearray(1000))).result()
     listener.close()

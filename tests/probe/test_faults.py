@@ -19,6 +19,7 @@ import pytest
 import crailpy
 from crailpy.errors import BlockLost, Busy, NoSpace, Unreachable
 from crailpy.namenode.blocks import UNIT
+from tests import testbed
 
 from .conftest import (
     ProbeCluster,
@@ -352,8 +353,11 @@ def test_tiering_spills_to_flash_then_no_space(make_cluster) -> None:
     result = c.fs("put", "-", "/more", input=pattern(99, 10 * MiB), timeout=30)
     assert "no free block" in one_line_error(result)
 
-    # Freeing DRAM sends new files to DRAM again.
+    # Freeing DRAM sends new files to DRAM again, once the keys of its blocks changed.
     store.delete("/big")
+    assert sum(u.freeing for u in store.usage()[0]) == 12 * MiB
+    wait_for(lambda: not sum(u.freeing for u in store.usage()[0]), 10 * testbed.SLOW,
+             "the freed blocks to come back")
     write(store, "/back-to-dram", pattern(2, 2 * MiB))
     assert [loc.storage_class for loc in store.block_locations("/back-to-dram")] == ["dram", "dram"]
 

@@ -84,7 +84,7 @@ def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge
     datanode, block = datanode_info(store, "/secret")
     region = datanode.rdma
     if forge == "key":
-        region = region._replace(key=region.key ^ 0x5A5A00)
+        block = block._replace(key=block.key ^ 0x5A5A00)
     else:  # just past the end of the pool
         region = region._replace(address=region.address + (8 << 20))
     endpoint = RdmaEndpoint(datanode._replace(rdma=region), store.config.client)
@@ -94,6 +94,19 @@ def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge
     assert dest == bytearray(4096) and endpoint.broken
     endpoint.close()
     assert store.get("/secret") == b"s" * 4096  # the store's own endpoint is unharmed
+
+
+def test_each_key_region_is_a_registration_of_its_own(cluster: Cluster) -> None:
+    store = cluster.connect(transport="rdma")
+    node = cluster.datanodes[0]
+    keys = [k for _, k in node.keys.all()]
+    assert len(keys) == len(set(keys)) == (8 << 20) // BLOCK  # a region per block by default
+    with store.create("/spread", location_class=0) as f:
+        f.write(os.urandom(8 * BLOCK))
+    for index in range(8):
+        datanode, block = datanode_info(store, "/spread", index)
+        if datanode.id == node.id:  # its key is the rkey of the region holding it
+            assert block.key == keys[block.offset // node.keys.region_size]
 
 
 def test_a_stopped_datanode_fails_reads_cleanly(cluster: Cluster) -> None:
@@ -136,9 +149,9 @@ def test_a_datanode_registering_again_invalidates_old_keys(cluster: Cluster) -> 
     writer = store.create("/during", location_class=0)
     writer.write(os.urandom(BLOCK // 2))  # buffered, or in flight: the file is not committed
     reader = store.open("/before")
-    old_key = node.rdma_region.key
+    old_keys = set(node.keys.all())
     node._register()  # as after being declared dead: the namenode dropped its blocks
-    assert node.rdma_region.key != old_key
+    assert not old_keys & set(node.keys.all())
     with pytest.raises((Stale, BlockLost)):
         reader.read()  # the old key: an error from the device, never the memory's new owner
     with pytest.raises((Stale, BlockLost, Unreachable)):

@@ -14,12 +14,29 @@ BS = 4096
 DIR, FILE, MULTI, TABLE = NodeType.DIRECTORY, NodeType.FILE, NodeType.MULTIFILE, NodeType.TABLE
 
 
+def registration(storage_class: int, location_class: int, transports: int, port: int,
+                 capacity: int, host: str, region_size: int = 2 * BS) -> m.Register:
+    """A datanode's REGISTER, with a key for each of its key regions."""
+    keys = tuple(m.RegionKey(r, 100 + r) for r in range(-(-capacity // region_size)))
+    return m.Register(storage_class, location_class, transports, port, capacity, m.NO_RDMA,
+                      region_size, keys, host)
+
+
+def rotate_keys(nn: NamenodeService) -> None:
+    """What datanodes do when heartbeat replies ask: change the keys of regions with freed
+    blocks, and report them; the namenode can then reuse those blocks."""
+    for d in [d for d in nn.alloc.datanodes.values() if d.alive]:
+        asked = nn.heartbeat(m.Heartbeat(d.id, d.key, (), ()), 0).rotate
+        nn.heartbeat(m.Heartbeat(d.id, d.key, tuple((r, k + 1) for r, k in asked), ()), 0)
+        nn.heartbeat(m.Heartbeat(d.id, d.key, (), asked), 0)
+
+
 @pytest.fixture
 def nn() -> NamenodeService:
     service = NamenodeService(BS, ["dram", "flash"], dead_after=5.0, heartbeat_interval=1.0)
-    service.register(m.Register(0, 0, 1, 5000, 4 * BS, m.NO_RDMA, "dram-a"), 0)
-    service.register(m.Register(0, 0, 1, 5001, 4 * BS, m.NO_RDMA, "dram-b"), 0)
-    service.register(m.Register(1, 0, 1, 5002, 16 * BS, m.NO_RDMA, "flash-a"), 0)
+    service.register(registration(0, 0, 1, 5000, 4 * BS, "dram-a"), 0)
+    service.register(registration(0, 0, 1, 5001, 4 * BS, "dram-b"), 0)
+    service.register(registration(1, 0, 1, 5002, 16 * BS, "flash-a"), 0)
     return service
 
 
@@ -38,6 +55,8 @@ def write(nn: NamenodeService, path: str, size: int, session: int = 1, flags: in
 
 
 def used(nn: NamenodeService) -> dict[str, int]:
+    """Bytes in use per class once the datanodes have changed the keys of freed blocks."""
+    rotate_keys(nn)
     return {c.name: c.used for c in nn.statfs(m.StatFs(), 0).classes}
 
 
@@ -133,7 +152,7 @@ def test_blocks_spread_over_datanodes_and_freed_blocks_are_reused(nn: NamenodeSe
 
 
 def test_location_class_is_preferred(nn: NamenodeService) -> None:
-    nn.register(m.Register(0, 3, 1, 6000, 8 * BS, m.NO_RDMA, "rack3"), 0)
+    nn.register(registration(0, 3, 1, 6000, 8 * BS, "rack3"), 0)
     created = nn.create(m.Create(FILE, -1, 3, 0, 0, "/near"), 1)
     reply = nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 5, 0), 1)
     assert {d.host for d in reply.datanodes} == {"rack3"}
@@ -184,7 +203,7 @@ def test_multifile_parts_commit_independently(nn: NamenodeService) -> None:
     located = nn.lookup(m.Lookup(0, "/shuffle"), 0)
     parts = located.parts
     assert [p.size for p in parts] == [102, 100] and located.info.size == 202
-    blocks = nn.get_blocks(m.GetBlocks(parts[0].id, 0, 10), 0)
+    blocks = nn.get_blocks(m.GetBlocks(parts[0].id, 0, 10, 0), 0)
     assert len(blocks.blocks) == 1
     with pytest.raises(errors.WrongType):
         nn.create_part(m.CreatePart(-1, 0, 0, "/"), 1)
@@ -228,16 +247,16 @@ def test_dead_datanode_marks_its_blocks_lost_and_leaves_capacity(nn: NamenodeSer
     assert all(not d.alive for d in located.datanodes)
     assert {c.name: c.capacity for c in nn.statfs(m.StatFs(), 0).classes}["dram"] == 0
     with pytest.raises(errors.Stale):
-        nn.heartbeat(m.Heartbeat(dram_a.id, dram_a.key), 0)
+        nn.heartbeat(m.Heartbeat(dram_a.id, dram_a.key, (), ()), 0)
     assert write(nn, "/g", BS).storage_class == 0  # lands on flash, the class with room
     assert nn.lookup(m.Lookup(64, "/g"), 0).datanodes[0].storage_class == 1
 
 
 def test_register_checks_class_and_capacity(nn: NamenodeService) -> None:
     with pytest.raises(errors.InvalidArgument):
-        nn.register(m.Register(7, 0, 1, 1, 10 * BS, m.NO_RDMA, "h"), 0)
+        nn.register(registration(7, 0, 1, 1, 10 * BS, "h"), 0)
     with pytest.raises(errors.InvalidArgument):
-        nn.register(m.Register(0, 0, 1, 1, BS - 1, m.NO_RDMA, "h"), 0)
+        nn.register(registration(0, 0, 1, 1, BS - 1, "h"), 0)
 
 
 def test_parts_are_paged(nn: NamenodeService, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,6 +284,7 @@ def test_create_reserves_blocks_and_fails_cleanly(nn: NamenodeService) -> None:
     assert len(partial.blocks) == 23  # as many as are free
     nn.abort(m.Abort(partial.info.id, partial.token), 1)
     assert "g" not in names(nn, "/") and len(nn.open_files) == 0
+    rotate_keys(nn)
     write(nn, "/g", 1)  # nothing was left reserved
 
 
@@ -295,10 +315,10 @@ def test_write_tokens_are_positive_signed_64_bit(nn: NamenodeService) -> None:
 
 
 def test_heartbeat_needs_the_key_of_the_registration(nn: NamenodeService) -> None:
-    reply = nn.register(m.Register(0, 0, 1, 7000, 4 * BS, m.NO_RDMA, "h"), 0)
-    nn.heartbeat(m.Heartbeat(reply.datanode, reply.key), 0)
+    reply = nn.register(registration(0, 0, 1, 7000, 4 * BS, "h"), 0)
+    nn.heartbeat(m.Heartbeat(reply.datanode, reply.key, (), ()), 0)
     with pytest.raises(errors.Stale):
-        nn.heartbeat(m.Heartbeat(reply.datanode, reply.key ^ 1), 0)
+        nn.heartbeat(m.Heartbeat(reply.datanode, reply.key ^ 1, (), ()), 0)
 
 
 def test_allocation_gives_what_there_is(nn: NamenodeService) -> None:
@@ -309,12 +329,13 @@ def test_allocation_gives_what_there_is(nn: NamenodeService) -> None:
     with pytest.raises(errors.NoSpace):
         nn.alloc_blocks(m.AllocBlocks(more.info.id, more.token, 8, 0), 1)
     nn.abort(m.Abort(created.info.id, created.token), 1)
+    rotate_keys(nn)
     assert len(nn.alloc_blocks(m.AllocBlocks(more.info.id, more.token, 30, 0), 1).blocks) == 24
 
 
 def test_a_known_end_gets_a_tail_chunk(nn: NamenodeService) -> None:
     big = NamenodeService(64 * UNIT, ["dram"], dead_after=5.0, heartbeat_interval=1.0)
-    big.register(m.Register(0, 0, 1, 1, 8 * 64 * UNIT, m.NO_RDMA, "h"), 0)
+    big.register(registration(0, 0, 1, 1, 8 * 64 * UNIT, "h", 64 * UNIT), 0)
     created = big.create(m.Create(FILE, -1, -1, 0, 0, "/f"), 1)
     reply = big.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 2, 3 * UNIT), 1)
     assert len(reply.blocks) == 3
@@ -346,3 +367,43 @@ def test_exact_small_file_gets_its_space_or_no_space(nn: NamenodeService) -> Non
     created = nn.create(m.Create(FILE, -1, -1, EXACT, 2 * BS, "/y"), 1)
     with pytest.raises(errors.InvalidArgument):  # a tail may not move a fixed end
         nn.alloc_blocks(m.AllocBlocks(created.info.id, created.token, 2, 1), 1)
+
+
+def test_freed_blocks_wait_for_a_new_key_and_live_ones_get_it(nn: NamenodeService) -> None:
+    write(nn, "/keep", BS)
+    write(nn, "/gone", 23 * BS)  # the rest of dram and flash
+    kept = nn.lookup(m.Lookup(1, "/keep"), 0).blocks[0]
+    gone = nn.lookup(m.Lookup(64, "/gone"), 0).blocks
+    nn.delete(m.Delete(0, "/gone"), 0)
+    with pytest.raises(errors.NoSpace):  # old locations of /gone still hold the old keys
+        write(nn, "/next", BS)
+    nodes = {d.id: d.key for d in nn.alloc.datanodes.values()}
+
+    def beat(d: int, rotated: tuple = (), retired: tuple = ()) -> tuple:
+        return nn.heartbeat(m.Heartbeat(d, nodes[d], rotated, retired), 0).rotate
+
+    asked = {d: beat(d) for d in nodes}
+    assert all(asked.values())
+    for d, regions in asked.items():  # each datanode makes a new key for each region asked
+        assert beat(d, tuple((r, k ^ 0xFF) for r, k in regions)) == ()
+    with pytest.raises(errors.NoSpace):  # the old keys still work
+        write(nn, "/next2", BS)
+    assert nn.lookup(m.Lookup(1, "/keep"), 0).blocks[0].key == kept.key ^ 0xFF  # the new one
+    for d, regions in asked.items():
+        beat(d, (), regions)  # and retires the old ones
+    write(nn, "/next3", 23 * BS)
+    new = {(b.datanode, b.offset): b.key for b in nn.lookup(m.Lookup(64, "/next3"), 0).blocks}
+    for b in gone:  # every block of /gone went to /next3, and under another key
+        assert new[(b.datanode, b.offset)] != b.key
+
+
+def test_register_and_heartbeat_check_the_keys(nn: NamenodeService) -> None:
+    good = registration(0, 0, 1, 7000, 4 * BS, "h")
+    for bad in (good._replace(region_size=BS + 1), good._replace(region_size=0),
+                good._replace(keys=good.keys[:1]), good._replace(keys=good.keys + good.keys[:1]),
+                good._replace(keys=(m.RegionKey(0, 0), good.keys[1]))):
+        with pytest.raises(errors.InvalidArgument):
+            nn.register(bad, 0)
+    reply = nn.register(good, 0)
+    with pytest.raises(errors.InvalidArgument):
+        nn.heartbeat(m.Heartbeat(reply.datanode, reply.key, (m.RegionKey(2, 5),), ()), 0)

@@ -52,8 +52,9 @@ def test_messages_that_carry_data_have_fixed_bodies() -> None:
 def test_fixed_layouts_come_from_struct() -> None:
     assert frames.HEADER_SIZE == 20
     assert wire.layout_of(m.NodeInfo).fixed_size == struct.calcsize("<QBBbBIQQ") == 32
-    assert wire.layout_of(m.Read).fixed_size == 16
-    assert wire.layout_of(m.Write).fixed_size == 12
+    assert wire.layout_of(m.Read).fixed_size == 20
+    assert wire.layout_of(m.Write).fixed_size == 16
+    assert wire.layout_of(m.Block).fixed_size == 16
     assert wire.layout_of(m.Located).fixed_size is None
 
 
@@ -71,9 +72,9 @@ def test_request_frame_decodes_back() -> None:
 
 def test_write_frame_carries_data_after_fixed_body() -> None:
     dec = frames.FrameDecoder()
-    dec.feed(frames.encode_request(m.Write(3, 4096), 1, data_length=5) + b"hello")
+    dec.feed(frames.encode_request(m.Write(3, 4096, 7), 1, data_length=5) + b"hello")
     frame = dec.next_frame()
-    assert frame.message == m.Write(3, 4096)
+    assert frame.message == m.Write(3, 4096, 7)
     assert bytes(frame.data) == b"hello"
 
 
@@ -113,7 +114,7 @@ def test_string_length_past_the_end_and_bad_utf8() -> None:
 
 def test_trailing_bytes_are_refused() -> None:
     with pytest.raises(ProtocolError, match="trailing"):
-        wire.decode(m.Heartbeat, struct.pack("<IQB", 1, 2, 0))
+        wire.decode(m.Heartbeat, struct.pack("<IQIIB", 1, 2, 0, 0, 0))
 
 
 def test_oversized_string_cannot_be_encoded() -> None:
