@@ -227,9 +227,8 @@ class Writer(io.BufferedIOBase):
         """Block `index` was refused as STALE: look up its key again and resend."""
         count = min(len(self._blocks) - index, self._store.config.client.lookup_blocks)
         reply = self._store._call(m.GetBlocks(self._info.id, index, count, self._token))
-        nodes = {d.id: d for d in reply.datanodes}
-        for i, block in enumerate(reply.blocks):
-            self._blocks[reply.first + i] = (nodes[block.datanode], block)
+        fresh = _located(reply.datanodes, reply.blocks)
+        self._blocks[reply.first : reply.first + len(fresh)] = fresh
         datanode, block = self._blocks[index]
         return self._store._endpoint(datanode, self.path, index).write(block, offset, chunk)
 
@@ -252,8 +251,7 @@ class Writer(io.BufferedIOBase):
         self._add_blocks(reply.datanodes, reply.blocks)
 
     def _add_blocks(self, datanodes: tuple, blocks: tuple) -> None:
-        nodes = {d.id: d for d in datanodes}
-        self._blocks.extend((nodes[b.datanode], b) for b in blocks)
+        self._blocks.extend(_located(datanodes, blocks))
 
 
 class Reader(io.BufferedIOBase):
@@ -360,9 +358,14 @@ class Reader(io.BufferedIOBase):
         return location
 
     def _remember(self, first: int, datanodes: tuple, blocks: tuple) -> None:
-        nodes = {d.id: d for d in datanodes}
-        for i, block in enumerate(blocks):
-            self._locations[first + i] = (nodes[block.datanode], block)
+        for i, location in enumerate(_located(datanodes, blocks)):
+            self._locations[first + i] = location
+
+
+def _located(datanodes: tuple, blocks: tuple) -> list[tuple[m.DatanodeInfo, m.Block]]:
+    """Each block of a reply with the DatanodeInfo of the datanode holding it."""
+    nodes = {d.id: d for d in datanodes}
+    return [(nodes[b.datanode], b) for b in blocks]
 
 
 def _expect(length: int, path: str) -> Any:
