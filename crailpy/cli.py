@@ -97,11 +97,15 @@ def namenode(cfg: configuration.Config, **flags: Any) -> None:
 
 
 @main.command()
-@click.option("--tier", type=click.Choice(["dram", "file"]), help="What backs the blocks.")
+@click.option("--tier", type=click.Choice(["dram", "nvmf", "file"]), help="What backs the blocks.")
 @click.option("--address", help="host:port to serve on; port 0 picks one [datanode.address].")
 @click.option("--capacity", help="Bytes to offer, e.g. 1GiB [datanode.capacity].")
 @click.option("--location-class", type=int, help="Location class (host affinity).")
-@click.option("--path", help="Backing file of the file tier.")
+@click.option("--path", help="Backing file or block device of the nvmf and file tiers.")
+@click.option("--nvmf-backend", type=click.Choice(["builtin", "nvmet", "spdk"]),
+              help="The NVMe/TCP target of the nvmf tier [datanode.nvmf_backend].")
+@click.option("--nvmf-port", type=int, help="TCP port of the NVMe/TCP listener [datanode.nvmf_port].")
+@click.option("--nvmf-nqn", help="NQN of the subsystem the nvmf tier exports [datanode.nvmf_nqn].")
 @click.option("--rdma", type=click.Choice(["auto", "on", "off"]),
               help="Serve the DRAM pool by RDMA too [datanode.rdma].")
 @click.option("--namenode", "namenode_address", help="Namenode host:port [namenode.address].")

@@ -52,7 +52,7 @@ class BlockLocation(NamedTuple):
     index: int
     address: str  # the datanode's host:port
     storage_class: str
-    transport: str  # "rdma" or "tcp": how this store moves the block
+    transport: str  # "rdma", "tcp" or "nvmf": how this store moves the block
 
 
 class DatanodeUsage(NamedTuple):
@@ -114,11 +114,18 @@ class Store:
 
     def _connect(self, datanode: m.DatanodeInfo) -> Endpoint:
         transport, reason = self._choose(datanode)
+        if transport == "nvmf":
+            from crailpy.transports.nvmf import NvmfEndpoint
+
+            endpoint: Endpoint = NvmfEndpoint(datanode, self.config.client)
+            log.info("datanode %d (%s:%d): nvmf, subsystem %s on port %d", datanode.id,
+                     datanode.host, datanode.port, datanode.nvmf.nqn, datanode.nvmf.port)
+            return endpoint
         if transport == "rdma":
             from crailpy.transports.rdma import RdmaEndpoint
 
             try:
-                endpoint: Endpoint = RdmaEndpoint(datanode, self.config.client)
+                endpoint = RdmaEndpoint(datanode, self.config.client)
             except Unreachable as exc:
                 if self.config.client.transport == "rdma":
                     raise
@@ -135,10 +142,13 @@ class Store:
         return endpoint
 
     def _choose(self, datanode: m.DatanodeInfo) -> tuple[str, str]:
-        """The transport for `datanode`'s blocks (`client.transport`), and why not rdma."""
+        """The transport for `datanode`'s blocks, and why not rdma: nvmf for a flash datanode
+        that exports an NVMe namespace (its only data path), else `client.transport`."""
         choice = self.config.client.transport
         if choice not in TRANSPORTS:
             raise InvalidArgument(f"client.transport is one of {', '.join(TRANSPORTS)}, not {choice!r}")
+        if datanode.transports & m.Transport.NVMF:
+            return "nvmf", ""
         if choice == "tcp":
             return "tcp", "client.transport is tcp"
         if not datanode.transports & m.Transport.RDMA:
@@ -149,7 +159,7 @@ class Store:
         return ("tcp", reason) if reason else ("rdma", "")
 
     def transport_for(self, datanode: m.DatanodeInfo) -> str:
-        """The transport this store moves `datanode`'s blocks with: "rdma" or "tcp" (that of
+        """The transport this store moves `datanode`'s blocks with: "rdma", "tcp" or "nvmf" (that of
         its connection if it has one, else the one it would choose)."""
         with self._lock:
             endpoint = self._endpoints.get((datanode.host, datanode.port, datanode.id))

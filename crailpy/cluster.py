@@ -72,13 +72,13 @@ def start(config: Config) -> dict[str, Any]:
         host = nn_address.rpartition(":")[0] or "127.0.0.1"
         ports = iter(range(c.datanode_port, c.datanode_port + expected)) if c.datanode_port else None
         for tier, count, capacity in (("dram", c.dram_datanodes, c.dram_capacity),
-                                      ("file", c.flash_datanodes, c.flash_capacity)):
+                                      (c.flash_tier, c.flash_datanodes, c.flash_capacity)):
             for i in range(count):
-                name = f"datanode-{'flash' if tier == 'file' else tier}-{i}"
+                name = f"datanode-{'dram' if tier == 'dram' else 'flash'}-{i}"
                 args = [*conf_args, "datanode", "--tier", tier, "--capacity", str(capacity),
                         "--namenode", nn_address,
                         "--address", f"{host}:{next(ports) if ports else 0}"]
-                if tier == "file":
+                if tier != "dram":
                     args += ["--path", str(state / f"flash-{i}.img")]
                 _spawn(state, name, args)
         deadline = time.monotonic() + START_TIMEOUT

@@ -47,6 +47,10 @@ class DatanodeConfig(NamedTuple):
     prefault: bool = True
     location_class: int = 0
     path: str = ""
+    nvmf_backend: str = "builtin"
+    nvmf_port: int = 0
+    nvmf_nqn: str = ""
+    spdk_socket: str = "/var/tmp/spdk.sock"
     spin_us: int = 50
     rdma: str = "auto"
     rdma_port: int = 0
@@ -68,6 +72,7 @@ class ClusterConfig(NamedTuple):
     state_dir: str = "~/.crailpy/cluster"
     dram_datanodes: int = 2
     flash_datanodes: int = 1
+    flash_tier: str = "nvmf"
     dram_capacity: int = 256 << 20
     flash_capacity: int = 1 << 30
     datanode_port: int = 0

@@ -1,9 +1,12 @@
-"""The datanode daemon: serves a block store over TCP and keeps the namenode informed.
+"""The datanode daemon: serves a block store and keeps the namenode informed.
 
-The store is the tier: `MemoryStore` for DRAM, `FileStore` for the file-backed
-flash tier. The datanode knows nothing of files or blocks; it serves byte
-ranges of its region to whoever names its current id, and refuses others, so a
-client holding locations from before a restart gets an error, not other bytes.
+The tier decides what serves the blocks: `MemoryStore` for DRAM (over TCP, and
+RDMA where a device is), `FileStore` for the file-backed flash tier (over TCP),
+and an NVMe/TCP export for the nvmf flash tier (`datanode_nvmf.export`), which
+clients reach directly; there the datanode's own port only answers PING. The
+datanode knows nothing of files or blocks; it serves byte ranges of its region
+to whoever names its current id, and refuses others, so a client holding
+locations from before a restart gets an error, not other bytes.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
+import socket
 import threading
 from typing import Any, Iterator, Protocol
 
 from crailpy.channel import Channel
 from crailpy.config import Config, state_dir
+from crailpy.datanode_nvmf import export
 from crailpy.datanode_nvmf.filestore import FileStore
 from crailpy.datanode_rdma.memory import MemoryStore
 from crailpy.errors import CrailError, InvalidArgument, OutOfRange, Stale, UnknownOperation
@@ -29,7 +35,7 @@ from crailpy.serving import Connection, Server
 log = logging.getLogger(__name__)
 
 # tier name -> storage class name it serves
-TIERS = {"dram": "dram", "file": "flash"}
+TIERS = {"dram": "dram", "nvmf": "flash", "file": "flash"}
 RDMA_MODES = ("auto", "on", "off")
 
 
@@ -79,15 +85,18 @@ class DatanodeHandler:
 
     def _admit(self, datanode: int, offset: int, length: int, key: int) -> Admitted:
         """Check a transfer's datanode id, range and key."""
-        if self.datanode.id == 0:
+        dn = self.datanode
+        if dn.store is None:
+            raise InvalidArgument(f"datanode {dn.id} serves its blocks over NVMe/TCP only")
+        if dn.id == 0:
             raise Stale("this datanode is not registered with a namenode yet")
-        if datanode != self.datanode.id:
-            raise Stale(f"this datanode is now {self.datanode.id}, not {datanode}: "
+        if datanode != dn.id:
+            raise Stale(f"this datanode is now {dn.id}, not {datanode}: "
                         "the data addressed was lost in a restart")
-        if length > frames.MAX_DATA or offset + length > self.datanode.store.capacity:
+        if length > frames.MAX_DATA or offset + length > dn.capacity:
             raise OutOfRange(f"{length} bytes at {offset} are outside this datanode's "
-                             f"{self.datanode.store.capacity} bytes")
-        return self.datanode.keys.admit(offset, length, key)
+                             f"{dn.capacity} bytes")
+        return dn.keys.admit(offset, length, key)
 
     def disconnected(self, conn: Connection) -> None:
         pass
@@ -109,7 +118,18 @@ class Datanode:
         host, port = parse_address(dn.address)
         self.server = Server(host, port, DatanodeHandler(self), f"datanode-{dn.tier}",
                              dn.spin_us / 1e6, bulk=True)
-        self.store: BlockStore = self._make_store(config)
+        self.store: BlockStore | None = None  # what the TCP transport serves (not on nvmf)
+        self.export: export.Export | None = None  # the nvmf tier's NVMe/TCP export
+        if dn.tier == "nvmf":
+            try:
+                self.export = self._make_export(config)
+            except BaseException:
+                self.server.stop()
+                raise
+            self.capacity = self.export.capacity
+        else:
+            self.store = self._make_store(config)
+            self.capacity = self.store.capacity
         self.rdma: Any = None  # a verbs.Listener while the pool is served over RDMA
         self.rdma_region = m.NO_RDMA
         self.keys = KeyRegions(0, 1)  # until the namenode's block size is known
@@ -121,9 +141,22 @@ class Datanode:
         dn = config.datanode
         if dn.tier == "dram":
             return MemoryStore(dn.capacity, dn.prefault)
-        path = dn.path or str(state_dir(config) / f"flash-{self.server.port}.img")
+        path = self._flash_path(config)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         return FileStore(path, dn.capacity)
+
+    def _flash_path(self, config: Config) -> str:
+        return config.datanode.path or str(state_dir(config) / f"flash-{self.server.port}.img")
+
+    def _make_export(self, config: Config) -> export.Export:
+        """Export the namespace under an NQN of its own: a client still connected to an
+        earlier export (before a restart, or a registration that dropped our blocks)
+        is cut off, and cannot reach the bytes of files that came after."""
+        dn = config.datanode
+        base = dn.nvmf_nqn or f"nqn.2026-11.io.crailpy:datanode-{socket.gethostname()}-{self.server.port}"
+        return export.export(dn.nvmf_backend, self._flash_path(config), dn.capacity,
+                             self.server.host, dn.nvmf_port, f"{base}-{secrets.token_hex(4)}",
+                             dn.spdk_socket)
 
     def start(self) -> "Datanode":
         self.server.start()
@@ -150,7 +183,7 @@ class Datanode:
             log.info("serving TCP only, not RDMA: %s", exc)
             return
         self.rdma.start()
-        log.info("serving %d bytes by RDMA on %s, port %d", self.store.capacity, self.rdma.device,
+        log.info("serving %d bytes by RDMA on %s, port %d", self.capacity, self.rdma.device,
                  self.rdma.port)
 
     def _register_region(self, start: int, length: int) -> tuple[int, Any]:
@@ -160,7 +193,7 @@ class Datanode:
 
     def _region_size(self, block_size: int) -> int:
         """`key_region` in whole blocks: at least one, and enough that the keys fit a message."""
-        fit = -(-self.store.capacity // (MAX_ITEMS * block_size))
+        fit = -(-self.capacity // (MAX_ITEMS * block_size))
         return max(1, fit, self.config.datanode.key_region // block_size) * block_size
 
     def _register(self) -> None:
@@ -169,30 +202,41 @@ class Datanode:
         self._connect_namenode()
         region_size = self._region_size(self._namenode.call(m.StatFs()).block_size)
         if self.keys.region_size != region_size:  # new registrations before the old go
-            old, self.keys = self.keys, KeyRegions(self.store.capacity, region_size,
+            old, self.keys = self.keys, KeyRegions(self.capacity, region_size,
                                                    self._register_region if self.rdma else None)
             old.close()
         elif self.id:
             # Registering again means the namenode dropped our blocks, and clients may
             # still hold their locations. Over RDMA they never reach our CPU: the keys
-            # must change so that the device refuses them.
+            # must change so that the device refuses them. Over NVMe/TCP the export
+            # is made again, under a new NQN.
             self.keys.rotate_all()
+            if self.export is not None:
+                self.export.remove()
+                self.export = None
+        if cfg.datanode.tier == "nvmf" and self.export is None:
+            self.export = self._make_export(cfg)
         host = self.server.host
         if host in ("0.0.0.0", "::"):
             host = self._namenode.sock.getsockname()[0]
-        rdma = m.NO_RDMA
+        rdma, nvmf = m.NO_RDMA, m.NO_NVMF
         transports = m.Transport.TCP
         if self.rdma is not None:
             rdma = m.RdmaRegion(self.rdma.port, self.keys.address)
             transports |= m.Transport.RDMA
+        if self.export is not None:  # its blocks move by NVMe/TCP only
+            nvmf = m.NvmfTarget(self.export.port, self.export.nqn)
+            transports = m.Transport.NVMF
         reply = self._namenode.call(m.Register(self.storage_class, cfg.datanode.location_class,
-                                               transports, self.server.port, self.store.capacity,
-                                               rdma, region_size, tuple(self.keys.all()), host))
+                                               transports, self.server.port, self.capacity,
+                                               rdma, nvmf, region_size, tuple(self.keys.all()),
+                                               host))
         self.rdma_region = rdma
         self.id, self._key = reply.datanode, reply.key
         self.heartbeat_interval = reply.heartbeat_ms / 1000
-        log.info("datanode %d (%s, %d bytes) serving on %s:%d", self.id, cfg.datanode.tier,
-                 self.store.capacity, host, self.server.port)
+        log.info("datanode %d (%s, %d bytes) serving on %s:%d%s", self.id, cfg.datanode.tier,
+                 self.capacity, host, self.server.port,
+                 f", NVMe/TCP {nvmf.nqn} on port {nvmf.port}" if nvmf.port else "")
 
     def _connect_namenode(self) -> None:
         if self._namenode is None or self._namenode.broken:
@@ -228,6 +272,8 @@ class Datanode:
             hurry = hurry + 1 if self.keys.busy and hurry < 8 else 0
 
     def stop(self) -> None:
+        if self._stopped.is_set():
+            return
         self._stopped.set()
         self.server.stop()
         if self._namenode is not None:
@@ -235,4 +281,7 @@ class Datanode:
         if self.rdma is not None:  # before the pool goes: the device must stop reaching into it
             self.rdma.close()
         self.keys.close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
+        if self.export is not None:
+            self.export.remove()

@@ -56,6 +56,16 @@ class _Window:
         while self._pending:
             self._finish_one()
 
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Around a loop that starts transfers: if starting one fails (a datanode cannot be
+        reached), those already in flight are waited out before the error goes on."""
+        try:
+            yield
+        except BaseException:
+            self._settle()
+            raise
+
     def _finish_one(self) -> None:
         transfer, check, retry = self._pending.popleft()
         try:
@@ -208,20 +218,21 @@ class Writer(io.BufferedIOBase):
     def _send(self, view: memoryview, final: bool = False) -> None:
         """Send `view` at the current position; `final`: it ends the file."""
         done = 0
-        while done < len(view):
-            index, offset = divmod(self._pos, self._bs)
-            while index >= len(self._blocks):  # the namenode may give fewer than asked
-                if final:
-                    self._allocate_end(self._pos + len(view) - done)
-                else:
-                    self._allocate(len(view) - done)
-            datanode, block = self._blocks[index]
-            chunk = view[done : done + min(self._bs - offset, len(view) - done)]
-            endpoint = self._store._endpoint(datanode, self.path, index)
-            self._window.add(endpoint.write(block, offset, chunk), None,
-                             functools.partial(self._write_again, index, offset, chunk))
-            done += len(chunk)
-            self._pos += len(chunk)
+        with self._window.starting():
+            while done < len(view):
+                index, offset = divmod(self._pos, self._bs)
+                while index >= len(self._blocks):  # the namenode may give fewer than asked
+                    if final:
+                        self._allocate_end(self._pos + len(view) - done)
+                    else:
+                        self._allocate(len(view) - done)
+                datanode, block = self._blocks[index]
+                chunk = view[done : done + min(self._bs - offset, len(view) - done)]
+                endpoint = self._store._endpoint(datanode, self.path, index)
+                self._window.add(endpoint.write(block, offset, chunk), None,
+                                 functools.partial(self._write_again, index, offset, chunk))
+                done += len(chunk)
+                self._pos += len(chunk)
 
     def _write_again(self, index: int, offset: int, chunk: memoryview) -> Any:
         """Block `index` was refused as STALE: look up its key again and resend."""
@@ -329,14 +340,15 @@ class Reader(io.BufferedIOBase):
         shared = window is not None
         window = window or _Window(self._store.config.client.inflight)
         done = 0
-        while done < len(dest):
-            index, offset = divmod(position + done, self._bs)
-            datanode, block = self._location(index)
-            chunk = dest[done : done + min(self._bs - offset, len(dest) - done)]
-            endpoint = self._store._endpoint(datanode, self.path, index)
-            window.add(endpoint.read(block, offset, chunk), _expect(len(chunk), self.path),
-                       functools.partial(self._read_again, index, offset, chunk))
-            done += len(chunk)
+        with window.starting():
+            while done < len(dest):
+                index, offset = divmod(position + done, self._bs)
+                datanode, block = self._location(index)
+                chunk = dest[done : done + min(self._bs - offset, len(dest) - done)]
+                endpoint = self._store._endpoint(datanode, self.path, index)
+                window.add(endpoint.read(block, offset, chunk), _expect(len(chunk), self.path),
+                           functools.partial(self._read_again, index, offset, chunk))
+                done += len(chunk)
         if not shared:
             window.drain()
 

@@ -1,2 +1,2 @@
-"""The flash datanode. Today: blocks kept in a file on local disk, served over TCP, so
-that storage classes and tiering work on any machine. NVMe-oF targets come next."""
+"""The flash datanode: an NVMe namespace exported over NVMe/TCP by one of three target
+back ends (`export`), or, for the `file` tier, blocks in a local file served over TCP."""

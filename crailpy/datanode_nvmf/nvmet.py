@@ -10,6 +10,7 @@ and the kernel's modules (loaded here if missing).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from crailpy.errors import CrailError
 CONFIGFS = Path("/sys/kernel/config")
 NVMET = CONFIGFS / "nvmet"
 FABRICS = Path("/dev/nvme-fabrics")
+OURS = range(0xCA00, 0xCB00)  # ids of the nvmet ports crailpy makes, and may remove
 
 
 def available() -> str | None:
@@ -31,38 +33,57 @@ def available() -> str | None:
 
 
 class Export:
-    def __init__(self, nqn: str, path: str, host: str, port: int, port_id: int = 1,
-                 buffered: bool = True) -> None:
+    def __init__(self, nqn: str, path: str, host: str, port: int, buffered: bool = True) -> None:
         """Export `path` as namespace 1 of subsystem `nqn` on tcp host:port. `buffered`: through
-        the page cache (nvmet opens files with O_DIRECT otherwise, which tmpfs refuses)."""
+        the page cache (nvmet opens files with O_DIRECT otherwise, which tmpfs refuses). A
+        port already listening there is shared; one made here is removed with the rest."""
         reason = available()
         if reason:
             raise CrailError(reason)
-        self.subsystem = NVMET / "subsystems" / nqn
-        self.subsystem.mkdir()
-        (self.subsystem / "attr_allow_any_host").write_text("1")
-        self.namespace = self.subsystem / "namespaces" / "1"
-        self.namespace.mkdir()
-        (self.namespace / "device_path").write_text(path)
-        (self.namespace / "buffered_io").write_text("1" if buffered else "0")
-        (self.namespace / "enable").write_text("1")
-        self.port = NVMET / "ports" / str(port_id)
-        self._made_port = not self.port.exists()
-        self.port.mkdir(exist_ok=True)
-        for name, value in (("addr_trtype", "tcp"), ("addr_adrfam", "ipv4"),
-                            ("addr_traddr", host), ("addr_trsvcid", str(port))):
-            if (self.port / name).read_text().strip() != value:
-                (self.port / name).write_text(value)
-        self.link = self.port / "subsystems" / nqn
-        self.link.symlink_to(self.subsystem)
+        self._undo = contextlib.ExitStack()  # what was made, to remove in reverse
+        with self._undo:
+            subsystem = NVMET / "subsystems" / nqn
+            subsystem.mkdir()
+            self._undo.callback(subsystem.rmdir)
+            (subsystem / "attr_allow_any_host").write_text("1")
+            namespace = subsystem / "namespaces" / "1"
+            namespace.mkdir()
+            self._undo.callback(namespace.rmdir)
+            (namespace / "device_path").write_text(path)
+            (namespace / "buffered_io").write_text("1" if buffered else "0")
+            (namespace / "enable").write_text("1")
+            self._undo.callback((namespace / "enable").write_text, "0")
+            listener = self._port(host, port)
+            link = listener / "subsystems" / nqn
+            link.symlink_to(subsystem)
+            self._undo.callback(link.unlink)
+            self._undo = self._undo.pop_all()
+
+    def _port(self, host: str, port: int) -> Path:
+        """The nvmet port listening on tcp host:port, made if none is. A port that crailpy
+        made (its id in `OURS`) is removed by whichever export leaves it unused last."""
+        wanted = {"addr_trtype": "tcp", "addr_adrfam": "ipv4", "addr_traddr": host,
+                  "addr_trsvcid": str(port)}
+        ports = {int(p.name): p for p in (NVMET / "ports").iterdir()}
+        listener = next((p for p in ports.values()
+                         if all((p / k).read_text().strip() == v for k, v in wanted.items())), None)
+        if listener is None:
+            listener = NVMET / "ports" / str(next(i for i in OURS if i not in ports))
+            listener.mkdir()
+            for name, value in wanted.items():
+                (listener / name).write_text(value)
+        if int(listener.name) in OURS:
+            self._undo.callback(_remove_unused, listener)
+        return listener
 
     def remove(self) -> None:
-        self.link.unlink()
-        (self.namespace / "enable").write_text("0")
-        self.namespace.rmdir()
-        self.subsystem.rmdir()
-        if self._made_port:
-            self.port.rmdir()
+        self._undo.close()
+
+
+def _remove_unused(listener: Path) -> None:
+    """Remove a port crailpy made, unless other subsystems still share it."""
+    if not any((listener / "subsystems").iterdir()):
+        listener.rmdir()
 
 
 class KernelInitiator:

@@ -78,6 +78,9 @@ class Target(socketserver.ThreadingTCPServer):
             os.close(self._fd)
             self._fd, self.direct = direct, True
         self._controllers: dict[int, Controller] = {}
+        self._connections: set[_Connection] = set()  # live ones, ended by `stop`
+        self._idle = threading.Condition()  # notified as each connection ends
+        self._closing = False
         self._cntlids = itertools.count(1)
         self._lock = threading.Lock()
         super().__init__((host, port), _Connection)
@@ -86,13 +89,31 @@ class Target(socketserver.ThreadingTCPServer):
     def start(self) -> "Target":
         log.info("nvme/tcp target %s on port %d: %d blocks of %d bytes%s", self.nqn, self.port,
                  self.blocks, self.block_size, ", O_DIRECT" if self.direct else "")
-        threading.Thread(target=self.serve_forever, name="nvme-target", daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.05,), name="nvme-target",
+                         daemon=True).start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop listening, end every connection, and close the namespace once no
+        connection can touch it: its descriptor may be reused for another file."""
         self.shutdown()
         self.server_close()
+        with self._idle:
+            self._closing = True
+            for connection in self._connections:
+                connection.request.shutdown(socket.SHUT_RDWR)
+            self._idle.wait_for(lambda: not self._connections, timeout)
         os.close(self._fd)
+
+    def track(self, connection: "_Connection", live: bool) -> None:
+        with self._idle:
+            if live:
+                self._connections.add(connection)
+                if self._closing:  # accepted just before `stop`
+                    connection.request.shutdown(socket.SHUT_RDWR)
+            else:
+                self._connections.discard(connection)
+                self._idle.notify_all()
 
     # ---- commands (called by connections) ----
 
@@ -196,6 +217,12 @@ class _Connection(socketserver.BaseRequestHandler):
     arrive while a write waits for its data are kept for after it."""
 
     server: Target
+
+    def setup(self) -> None:
+        self.server.track(self, True)
+
+    def finish(self) -> None:
+        self.server.track(self, False)
 
     def handle(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -23,7 +23,7 @@ from typing import Iterable
 
 from crailpy.errors import InvalidArgument, NoSpace
 from crailpy.protocol.messages import (
-    ANY_CLASS, ClassUsage, DatanodeInfo, DatanodeUsage, RdmaRegion, RegionKey,
+    ANY_CLASS, NO_NVMF, ClassUsage, DatanodeInfo, DatanodeUsage, NvmfTarget, RdmaRegion, RegionKey,
 )
 
 UNIT = 4096  # the smallest chunk
@@ -63,6 +63,7 @@ class Datanode:
     region_units: int  # units per key region
     keys: list[int]  # the key of each key region
     key: int = field(default_factory=lambda: secrets.randbits(63) | 1)  # proves a heartbeat's sender
+    nvmf: NvmfTarget = NO_NVMF
     alive: bool = True
     next_unused: int = 0  # whole blocks from here on were never handed out
     used_units: int = 0  # held by files, committed or being written
@@ -85,7 +86,7 @@ class Datanode:
 
     def info(self) -> DatanodeInfo:
         return DatanodeInfo(self.id, self.storage_class, self.location_class, self.transports,
-                            int(self.alive), self.port, self.rdma, self.host)
+                            int(self.alive), self.port, self.rdma, self.nvmf, self.host)
 
     def can_take(self, order: int) -> bool:
         return self.next_unused < self.blocks or any(self.free[order:])
@@ -174,11 +175,11 @@ class BlockAllocator:
 
     def register(self, host: str, port: int, storage_class: int, location_class: int,
                  transports: int, rdma: RdmaRegion, capacity: int, now: float,
-                 region_size: int, keys: list[int]) -> Datanode:
+                 region_size: int, keys: list[int], nvmf: NvmfTarget = NO_NVMF) -> Datanode:
         """`region_size`: a multiple of the block size; `keys`: one per region (the service checks)."""
         node = Datanode(next(self._ids), host, port, storage_class, location_class, transports,
                         rdma, capacity // self.block_size, self.top, now,
-                        region_size // UNIT, list(keys))
+                        region_size // UNIT, list(keys), nvmf=nvmf)
         self.datanodes[node.id] = node
         return node
 

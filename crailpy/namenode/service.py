@@ -263,6 +263,10 @@ class NamenodeService:
             raise InvalidArgument(f"capacity {req.capacity} is below one block ({self.block_size})")
         if bool(req.transports & m.Transport.RDMA) != bool(req.rdma.port):
             raise InvalidArgument("a datanode offering RDMA names its RDMA port, and only then")
+        offers_nvmf = bool(req.transports & m.Transport.NVMF)
+        if offers_nvmf != bool(req.nvmf.port) or offers_nvmf != bool(req.nvmf.nqn):
+            raise InvalidArgument("a datanode offering NVMe/TCP names its port and subsystem NQN, "
+                                  "and only then")
         if not req.region_size or req.region_size % self.block_size:
             raise InvalidArgument(f"key region size {req.region_size} is not a multiple of the "
                                   f"block size ({self.block_size})")
@@ -274,7 +278,7 @@ class NamenodeService:
                                   f"{regions} regions, once")
         node = self.alloc.register(req.host, req.port, req.storage_class, req.location_class,
                                    req.transports, req.rdma, req.capacity, time.monotonic(),
-                                   req.region_size, [keys[r] for r in range(regions)])
+                                   req.region_size, [keys[r] for r in range(regions)], req.nvmf)
         return m.Registered(node.id, int(self.heartbeat_interval * 1000), node.key)
 
     def heartbeat(self, req: m.Heartbeat, session: int) -> m.HeartbeatReply:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 from crailpy.protocol.wire import I8, U8, U16, U32, U64, Str, list_of
 
 
-VERSION = 2  # protocol version, carried in every header
+VERSION = 3  # protocol version, carried in every header
 
 
 class Op(enum.IntEnum):
@@ -83,6 +83,20 @@ class RdmaRegion(NamedTuple):
 NO_RDMA = RdmaRegion(0, 0)
 
 
+class NvmfTarget(NamedTuple):
+    """Where a flash datanode's namespace is served by NVMe/TCP: subsystem `nqn`, namespace 1,
+    at the datanode's host and `port`; all empty for other datanodes.
+
+    A block at `offset` starts at byte `offset` of the namespace (LBA `offset` / LBA size).
+    """
+
+    port: U16
+    nqn: Str
+
+
+NO_NVMF = NvmfTarget(0, "")
+
+
 class DatanodeInfo(NamedTuple):
     id: U32
     storage_class: U8
@@ -91,6 +105,7 @@ class DatanodeInfo(NamedTuple):
     alive: U8
     port: U16
     rdma: RdmaRegion
+    nvmf: NvmfTarget
     host: Str
 
 
@@ -287,6 +302,7 @@ class Register(NamedTuple):
     port: U16
     capacity: U64
     rdma: RdmaRegion
+    nvmf: NvmfTarget
     region_size: U64
     keys: list_of(RegionKey)
     host: Str

@@ -25,6 +25,7 @@ from crailpy.protocol import nvme_tcp as t
 
 ADMIN_DEPTH = 32  # commands in flight on the admin queue
 IO_DEPTH = 64  # and on the I/O queue
+NO_MDTS = 128 << 10  # bytes per command where the controller states no limit
 KATO_MS = 10_000  # the controller gives up on us after this long without a command
 
 # opcodes
@@ -128,7 +129,8 @@ class Queue:
                data_in: memoryview | None = None, in_capsule: bool = False) -> Pending:
         """Send one command. `data_out` goes in the capsule or on R2T; C2HData lands in
         `data_in`; both must stay untouched until `wait` returns."""
-        self._slots.acquire()
+        while not self._slots.acquire(blocking=False):  # full: settle some, as a waiter would
+            self._progress()
         with self._lock:
             if self._broken is not None:
                 self._slots.release()
@@ -148,18 +150,28 @@ class Queue:
 
     def wait(self, pending: Pending) -> t.Completion:
         while not pending.done:
-            if self._receive_lock.acquire(timeout=0.05):
-                try:
-                    if not pending.done:
-                        self._receive_one()
-                except (OSError, Unreachable, t.TransportError) as exc:
-                    self._break(exc if isinstance(exc, Unreachable)
-                                else Unreachable(f"nvme/tcp {self.where}: {exc}"))
-                finally:
-                    self._receive_lock.release()
+            self._progress(pending)
         if pending.error is not None:
             raise pending.error
         return pending.completion
+
+    def _progress(self, pending: Pending | None = None) -> None:
+        """Receive one PDU, unless another thread is receiving (or `pending` is done)."""
+        if self._broken is not None and pending is None:
+            raise self._broken
+        if self._receive_lock.acquire(timeout=0.05):
+            try:
+                if pending is None or not pending.done:
+                    self._receive_one()
+            except (OSError, Unreachable, t.TransportError) as exc:
+                self._break(exc if isinstance(exc, Unreachable)
+                            else Unreachable(f"nvme/tcp {self.where}: {exc}"))
+            finally:
+                self._receive_lock.release()
+
+    @property
+    def broken(self) -> bool:
+        return self._broken is not None
 
     def execute(self, command: t.Command, data_out: bytes | memoryview = b"",
                 data_in: memoryview | None = None, in_capsule: bool = False) -> t.Completion:
@@ -228,6 +240,32 @@ def _check(completion: t.Completion, what: str) -> t.Completion:
     return completion
 
 
+class Io:
+    """The commands of one read or write in flight; `result()` waits for them all."""
+
+    __slots__ = ("queue", "what", "length", "pending", "copies")
+
+    def __init__(self, queue: Queue, what: str, length: int) -> None:
+        self.queue, self.what, self.length = queue, what, length
+        self.pending: list[Pending] = []
+        self.copies: list[tuple[memoryview, memoryview]] = []  # (caller's bytes, from a block buffer)
+
+    def result(self) -> int:
+        failures = []
+        for pending in self.pending:  # wait for all, so that none lands in the buffer later
+            try:
+                _check(self.queue.wait(pending), self.what)
+            except (CrailError, OSError) as exc:
+                failures.append(exc)
+        self.pending.clear()
+        if failures:
+            raise failures[0]
+        for dest, edge in self.copies:
+            dest[:] = edge
+        self.copies.clear()
+        return self.length
+
+
 class Controller:
     """An NVMe controller of a subsystem (by NQN) at host:port, with one I/O queue."""
 
@@ -246,11 +284,14 @@ class Controller:
         # Writes up to this size travel in the command capsule (IOCCSZ, in 16-byte units, counts
         # the 64-byte command). Linux nvmet waits for such writes' data in the capsule.
         self.in_capsule = max(struct.unpack_from("<I", identify, 1792)[0] * 16 - 64, 0)
-        # The most bytes one command may move: 2^MDTS pages of CAP.MPSMIN; 0 means no limit.
+        # The most bytes one command may move: 2^MDTS pages of CAP.MPSMIN. MDTS 0 states no
+        # limit, but Linux nvmet failed single writes of 1 MiB and more to some files with
+        # Data SGL Length Invalid: such targets get 128 KiB commands, all sent at once.
         mdts = identify[77]
-        self.max_transfer = (4096 << (cap >> 48 & 0xF)) << mdts if mdts else 1 << 30
+        self.max_transfer = (4096 << (cap >> 48 & 0xF)) << mdts if mdts else NO_MDTS
         self.io = Queue(host, port, timeout, IO_DEPTH)
         self._connect(self.io, 1, 2 * IO_DEPTH, self.cntlid)
+        self._edges = threading.Lock()  # read-modify-write of partly covered blocks
 
     def _keep_alive(self) -> None:
         """Keep Alive at half the timeout, so that an idle controller is not torn down."""
@@ -311,36 +352,50 @@ class Controller:
         return Namespace(nsid, blocks, 1 << lbads)
 
     def read(self, ns: Namespace, lba: int, dest: memoryview) -> None:
-        """Read whole blocks from `lba` into `dest`: one command per `max_transfer` bytes,
-        all in flight at once."""
-        self._io(READ, ns, lba, dest)
+        """Read whole blocks from `lba` into `dest`."""
+        self.pread(ns, lba * ns.block_size, dest)
 
     def write(self, ns: Namespace, lba: int, data: memoryview) -> None:
-        """Write whole blocks at `lba`: in the capsule if they fit, else on the target's R2T."""
-        self._io(WRITE, ns, lba, data)
+        """Write whole blocks at `lba`."""
+        self.pwrite(ns, lba * ns.block_size, data)
 
     def pread(self, ns: Namespace, offset: int, dest: memoryview) -> None:
-        """Read `len(dest)` bytes at byte `offset`, aligned or not. Whole blocks land in
-        `dest` directly; a partly covered first or last block comes through a block buffer."""
-        for lba, within, piece in self._split(ns, offset, dest):
-            if within is None:
-                self.read(ns, lba, piece)
-            else:
-                block = bytearray(ns.block_size)
-                self.read(ns, lba, memoryview(block))
-                piece[:] = block[within : within + len(piece)]
+        self.start_read(ns, offset, dest).result()
 
     def pwrite(self, ns: Namespace, offset: int, data: memoryview) -> None:
-        """Write `data` at byte `offset`, aligned or not: a partly covered block is read,
-        patched and written back (not atomic against another writer of that block)."""
+        self.start_write(ns, offset, data).result()
+
+    def start_read(self, ns: Namespace, offset: int, dest: memoryview) -> "Io":
+        """Start reading `len(dest)` bytes at byte `offset`, aligned or not: whole blocks
+        land in `dest` directly, a partly covered first or last block comes through a
+        block buffer. One command per `max_transfer` bytes, all in flight at once."""
+        io = Io(self.io, f"read of {len(dest)} bytes at byte {offset}", len(dest))
+        for lba, within, piece in self._split(ns, offset, dest):
+            if within is None:
+                self._submit(io, READ, ns, lba, piece)
+            else:
+                edge = memoryview(bytearray(ns.block_size))
+                self._submit(io, READ, ns, lba, edge)
+                io.copies.append((piece, edge[within : within + len(piece)]))
+        return io
+
+    def start_write(self, ns: Namespace, offset: int, data: memoryview) -> "Io":
+        """Start writing `data` at byte `offset`, aligned or not. Whole blocks go in the
+        capsule if they fit, else on the target's R2T; a partly covered block is read,
+        patched and written back before this returns, one at a time per controller, so
+        that two writes sharing a block do not undo each other (a writer on another
+        controller must not share blocks: crailpy's chunks are 4 KiB aligned)."""
+        io = Io(self.io, f"write of {len(data)} bytes at byte {offset}", len(data))
         for lba, within, piece in self._split(ns, offset, data):
             if within is None:
-                self.write(ns, lba, piece)
-            else:
-                block = bytearray(ns.block_size)
-                self.read(ns, lba, memoryview(block))
-                block[within : within + len(piece)] = piece
-                self.write(ns, lba, memoryview(block))
+                self._submit(io, WRITE, ns, lba, piece)
+                continue
+            with self._edges:
+                edge = memoryview(bytearray(ns.block_size))
+                self.start_read(ns, lba * ns.block_size, edge).result()
+                edge[within : within + len(piece)] = piece
+                self.start_write(ns, lba * ns.block_size, edge).result()
+        return io
 
     @staticmethod
     def _split(ns: Namespace, offset: int, buf: memoryview) -> list[tuple[int, int | None, memoryview]]:
@@ -360,30 +415,23 @@ class Controller:
                 position += n
         return out
 
-    def _io(self, opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
-        if len(buf) % ns.block_size or len(buf) == 0:
-            raise ValueError(f"{len(buf)} bytes is not a whole number of {ns.block_size}-byte blocks")
+    def _submit(self, io: "Io", opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
+        """Submit whole blocks of `buf` at `lba`, in commands of at most `max_transfer`."""
         step = max(self.max_transfer // ns.block_size * ns.block_size, ns.block_size)
-        submitted = []
         for start in range(0, len(buf), step):
             piece = buf[start : start + step]
             cdw10 = struct.pack("<QI", lba + start // ns.block_size,
                                 len(piece) // ns.block_size - 1).ljust(24, b"\0")
             command = t.Command(opcode, nsid=ns.nsid, cdw10=cdw10)
             if opcode == READ:
-                pending = self.io.submit(command, data_in=piece)
+                io.pending.append(self.io.submit(command, data_in=piece))
             else:
-                pending = self.io.submit(command, piece, in_capsule=len(piece) <= self.in_capsule)
-            submitted.append((start, pending))
-        failures = []
-        for start, pending in submitted:  # wait for all, so that none lands in `buf` later
-            try:
-                _check(self.io.wait(pending), f"{'read' if opcode == READ else 'write'} of "
-                       f"{len(buf)} bytes at block {lba}")
-            except (CrailError, OSError) as exc:
-                failures.append(exc)
-        if failures:
-            raise failures[0]
+                io.pending.append(self.io.submit(command, piece,
+                                                 in_capsule=len(piece) <= self.in_capsule))
+
+    @property
+    def broken(self) -> bool:
+        return self.io.broken or self.admin.broken
 
     def close(self) -> None:
         self._stopped.set()

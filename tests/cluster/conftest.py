@@ -28,8 +28,11 @@ class Cluster:
         return self.namenode.address
 
     def add_datanode(self, tier: str = "dram", capacity: int = 8 << 20, **extra) -> Datanode:
+        tier = testbed.tier(tier)
         if tier == "dram":
             extra = {**testbed.dram_datanode_flags(), **extra}
+        elif tier == "nvmf":
+            extra = {**testbed.nvmf_datanode_flags(), **extra}
         cfg = self.config.override("datanode", tier=tier, capacity=capacity, **extra)
         node = Datanode(cfg).start()
         self.datanodes.append(node)
@@ -45,7 +48,7 @@ class Cluster:
 
 
 def start_cluster(tmp_path: Path, dram: int = 2, flash: int = 1, dram_capacity: int = 8 << 20,
-                  flash_capacity: int = 32 << 20, **namenode) -> Cluster:
+                  flash_capacity: int = 32 << 20, flash_tier: str = "nvmf", **namenode) -> Cluster:
     settings = {"block_size": BLOCK, "heartbeat_interval": 0.1 * testbed.SLOW,
                 "dead_after": 0.6 * testbed.SLOW, **namenode}
     config = Config().override("namenode", address="127.0.0.1:0", **settings)
@@ -57,7 +60,7 @@ def start_cluster(tmp_path: Path, dram: int = 2, flash: int = 1, dram_capacity: 
     for _ in range(dram):
         cluster.add_datanode("dram", dram_capacity)
     for _ in range(flash):
-        cluster.add_datanode("file", flash_capacity)
+        cluster.add_datanode(flash_tier, flash_capacity)
     return cluster
 
 

@@ -16,6 +16,7 @@ from crailpy.errors import Status
 from crailpy.netio import SocketReader
 from crailpy.protocol import frames, wire
 from crailpy.protocol import messages as m
+from tests import testbed
 from tests.cluster.conftest import Cluster
 
 
@@ -126,6 +127,7 @@ def test_response_frames_sent_to_a_server_are_refused(target: str) -> None:
     assert read_reply(sock)[0].status == Status.OK
 
 
+@testbed.not_over_nvmf("an nvmf datanode serves no data over TCP; tests/nvmf sends hostile PDUs")
 def test_datanode_refuses_out_of_range_and_stale_ids(cluster: Cluster, store: crailpy.Store) -> None:
     node = cluster.datanodes[0]
     key = node.keys.all()[0].key
@@ -173,12 +175,12 @@ def test_namenode_refuses_bad_requests_with_errors(store: crailpy.Store) -> None
     with pytest.raises(errors.InvalidArgument):
         store._call(m.Create(m.NodeType.FILE, 42, -1, 0, 0, "/x"))
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Register(0, 0, 1, 1, 10, m.NO_RDMA, 10, ((0, 1),), "tiny"))
+        store._call(m.Register(0, 0, 1, 1, 10, m.NO_RDMA, m.NO_NVMF, 10, ((0, 1),), "tiny"))
     with pytest.raises(errors.InvalidArgument):
-        store._call(m.Register(0, -3, 1, 1, 1 << 30, m.NO_RDMA, 1 << 30, ((0, 1),),
+        store._call(m.Register(0, -3, 1, 1, 1 << 30, m.NO_RDMA, m.NO_NVMF, 1 << 30, ((0, 1),),
                                "negative location class"))
     with pytest.raises(errors.InvalidArgument, match="once"):
-        store._call(m.Register(0, 0, 1, 1, 1 << 30, m.NO_RDMA, 1 << 29, ((0, 1), (0, 2)),
+        store._call(m.Register(0, 0, 1, 1, 1 << 30, m.NO_RDMA, m.NO_NVMF, 1 << 29, ((0, 1), (0, 2)),
                                "a region twice"))
     with pytest.raises(errors.InvalidArgument, match="at least 1 item"):
         store._call(m.ListDir(0, 0, "/"))

@@ -39,6 +39,7 @@ def wait_freed(store: crailpy.Store) -> None:
         time.sleep(0.02)
 
 
+@testbed.not_over_nvmf("keys guard the TCP and RDMA paths; NVMe/TCP has none (docs/nvmf.md)")
 def test_a_kept_location_of_a_freed_block_gets_an_error_not_the_next_owners_bytes(
         store: crailpy.Store, own: Datanode) -> None:
     put(store, "/old", b"o" * BLOCK)
@@ -64,6 +65,7 @@ def test_a_kept_location_of_a_freed_block_gets_an_error_not_the_next_owners_byte
         reader.read()
 
 
+@testbed.not_over_nvmf("keys guard the TCP and RDMA paths; NVMe/TCP has none (docs/nvmf.md)")
 def test_live_readers_and_writers_carry_on_across_a_key_change(
         store: crailpy.Store, own: Datanode) -> None:
     live, growing = os.urandom(3 * BLOCK), os.urandom(3 * BLOCK)

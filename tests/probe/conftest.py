@@ -235,7 +235,7 @@ class ProbeCluster:
             name = f"datanode-{tier}-{self._counter}"
             args = ["datanode", "--tier", tier, "--capacity", capacity, "--namenode", self.address,
                     *more]
-            if tier == "file":
+            if tier in ("file", "nvmf"):
                 args += ["--path", str(self.root / f"flash-{self._counter}.img")]
             for key, value in (testbed.dram_datanode_flags() if tier == "dram" else {}).items():
                 if f"--{key}" not in args:
@@ -364,7 +364,7 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeCl
     cluster = ProbeCluster(root)
     try:
         cluster.start_namenode()
-        cluster.add_datanodes(("dram", "32MiB"), ("dram", "32MiB"), ("file", "64MiB"))
+        cluster.add_datanodes(("dram", "32MiB"), ("dram", "32MiB"), ("nvmf", "64MiB"))
         yield cluster
     finally:
         cluster.stop()

@@ -315,9 +315,9 @@ def test_stat_shows_size_and_block_locations(shared_cluster: ProbeCluster) -> No
 
     text = out(ok(c.fs("stat", "/st/flash")))
     assert "storage class: flash" in text and "blocks: 2" in text
-    locations = re.findall(r"^\s+(\d+) on (\S+) \((\w+), tcp\)$", text, re.MULTILINE)
+    locations = re.findall(r"^\s+(\d+) on (\S+) \((\w+), nvmf\)$", text, re.MULTILINE)
     assert [(int(n), addr, cls) for n, addr, cls in locations] == [
-        (2, *_datanode_addresses(c, "file"), "flash")]
+        (2, *_datanode_addresses(c, "nvmf"), "flash")]
 
 
 def test_du(shared_cluster: ProbeCluster) -> None:
@@ -342,8 +342,9 @@ def test_df_shows_classes_and_datanodes(shared_cluster: ProbeCluster) -> None:
     assert set(by_address) == {d.address for d in c.datanodes}
     for d in c.datanodes:
         row = by_address[d.address]
-        assert row[2] == ("flash" if d.tier == "file" else "dram")
-        assert row[3] == "up" and row[4] == "tcp" and row[5] == "tcp"  # offered, used
+        assert row[2] == ("flash" if d.tier == "nvmf" else "dram")
+        transport = "nvmf" if d.tier == "nvmf" else "tcp"
+        assert row[3] == "up" and row[4] == transport and row[5] == transport  # offered, used
 
 
 # ---- addresses ----

@@ -314,7 +314,7 @@ def test_resumed_namenode_stops_on_sigterm(make_cluster) -> None:
 # ---- (d) tiering ----
 
 def test_tiering_spills_to_flash_then_no_space(make_cluster) -> None:
-    c: ProbeCluster = make_cluster(("dram", "4MiB"), ("dram", "4MiB"), ("file", "24MiB"))
+    c: ProbeCluster = make_cluster(("dram", "4MiB"), ("dram", "4MiB"), ("nvmf", "24MiB"))
     store = c.connect()
     classes = {u.name: u.capacity for u in store.usage()[0]}
     assert classes == {"dram": 8 * MiB, "flash": 24 * MiB}

@@ -18,7 +18,7 @@ def registration(storage_class: int, location_class: int, transports: int, port:
                  capacity: int, host: str, region_size: int = 2 * BS) -> m.Register:
     """A datanode's REGISTER, with a key for each of its key regions."""
     keys = tuple(m.RegionKey(r, 100 + r) for r in range(-(-capacity // region_size)))
-    return m.Register(storage_class, location_class, transports, port, capacity, m.NO_RDMA,
+    return m.Register(storage_class, location_class, transports, port, capacity, m.NO_RDMA, m.NO_NVMF,
                       region_size, keys, host)
 
 
@@ -257,6 +257,18 @@ def test_register_checks_class_and_capacity(nn: NamenodeService) -> None:
         nn.register(registration(7, 0, 1, 1, 10 * BS, "h"), 0)
     with pytest.raises(errors.InvalidArgument):
         nn.register(registration(0, 0, 1, 1, BS - 1, "h"), 0)
+
+
+def test_register_checks_the_nvmf_target(nn: NamenodeService) -> None:
+    nvmf, target = m.Transport.NVMF, m.NvmfTarget(4420, "nqn.2026-11.io.crailpy:x")
+    for transports, given in ((nvmf, m.NO_NVMF), (nvmf, target._replace(nqn="")),
+                              (nvmf, target._replace(port=0)), (m.Transport.TCP, target),
+                              (m.Transport.TCP, target._replace(port=0))):
+        with pytest.raises(errors.InvalidArgument, match="NVMe/TCP"):
+            nn.register(registration(1, 0, transports, 1, 4 * BS, "h")._replace(nvmf=given), 0)
+    node = nn.register(registration(1, 0, nvmf, 1, 4 * BS, "h")._replace(nvmf=target), 0)
+    [info] = [d for d in nn.alloc.datanodes.values() if d.id == node.datanode]
+    assert info.info().nvmf == target and info.info().transports == nvmf
 
 
 def test_parts_are_paged(nn: NamenodeService, monkeypatch: pytest.MonkeyPatch) -> None:

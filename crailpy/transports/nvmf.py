@@ -1,0 +1,49 @@
+"""The nvmf transport: blocks of a flash datanode read and written over NVMe/TCP.
+
+The datanode registered its namespace with the namenode; a block at `offset`
+is the namespace's bytes from `offset`, so the client speaks NVMe/TCP to the
+target itself (`nvme_initiator.Controller`), with no datanode process on the
+data path. Reads land in the caller's buffer; a write is complete on the
+target when `result()` returns. Keys are not checked on this path: the
+target grants its whole namespace to any host it admits (docs/nvmf.md).
+"""
+
+from __future__ import annotations
+
+from crailpy.config import ClientConfig
+from crailpy.errors import Stale
+from crailpy.protocol.messages import Block, DatanodeInfo
+from crailpy.transports.nvme_initiator import Controller, Io
+
+
+class NvmfEndpoint:
+    name = "nvmf"
+
+    def __init__(self, datanode: DatanodeInfo, config: ClientConfig) -> None:
+        self.datanode = datanode
+        self._controller = Controller(datanode.host, datanode.nvmf.port, datanode.nvmf.nqn,
+                                      timeout=config.connect_timeout)
+        try:
+            self._namespace = self._controller.namespace(1)
+        except BaseException:
+            self._controller.close()
+            raise
+
+    def read(self, block: Block, offset: int, dest: memoryview) -> Io:
+        self._check(block)
+        return self._controller.start_read(self._namespace, block.offset + offset, dest)
+
+    def write(self, block: Block, offset: int, data: memoryview) -> Io:
+        self._check(block)
+        return self._controller.start_write(self._namespace, block.offset + offset, data)
+
+    def _check(self, block: Block) -> None:
+        if block.datanode != self.datanode.id:
+            raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")
+
+    @property
+    def broken(self) -> bool:
+        return self._controller.broken
+
+    def close(self) -> None:
+        self._controller.close()
