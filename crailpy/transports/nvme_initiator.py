@@ -243,10 +243,10 @@ def _check(completion: t.Completion, what: str) -> t.Completion:
 class Io:
     """The commands of one read or write in flight; `result()` waits for them all."""
 
-    __slots__ = ("queue", "what", "length", "pending", "copies")
+    __slots__ = ("queue", "verb", "offset", "length", "pending", "copies")
 
-    def __init__(self, queue: Queue, what: str, length: int) -> None:
-        self.queue, self.what, self.length = queue, what, length
+    def __init__(self, queue: Queue, verb: str, offset: int, length: int) -> None:
+        self.queue, self.verb, self.offset, self.length = queue, verb, offset, length
         self.pending: list[Pending] = []
         self.copies: list[tuple[memoryview, memoryview]] = []  # (caller's bytes, from a block buffer)
 
@@ -254,7 +254,9 @@ class Io:
         failures = []
         for pending in self.pending:  # wait for all, so that none lands in the buffer later
             try:
-                _check(self.queue.wait(pending), self.what)
+                completion = self.queue.wait(pending)
+                if not completion.ok:
+                    _check(completion, f"{self.verb} of {self.length} bytes at byte {self.offset}")
             except (CrailError, OSError) as exc:
                 failures.append(exc)
         self.pending.clear()
@@ -369,7 +371,7 @@ class Controller:
         """Start reading `len(dest)` bytes at byte `offset`, aligned or not: whole blocks
         land in `dest` directly, a partly covered first or last block comes through a
         block buffer. One command per `max_transfer` bytes, all in flight at once."""
-        io = Io(self.io, f"read of {len(dest)} bytes at byte {offset}", len(dest))
+        io = Io(self.io, "read", offset, len(dest))
         for lba, within, piece in self._split(ns, offset, dest):
             if within is None:
                 self._submit(io, READ, ns, lba, piece)
@@ -385,7 +387,7 @@ class Controller:
         patched and written back before this returns, one at a time per controller, so
         that two writes sharing a block do not undo each other (a writer on another
         controller must not share blocks: crailpy's chunks are 4 KiB aligned)."""
-        io = Io(self.io, f"write of {len(data)} bytes at byte {offset}", len(data))
+        io = Io(self.io, "write", offset, len(data))
         for lba, within, piece in self._split(ns, offset, data):
             if within is None:
                 self._submit(io, WRITE, ns, lba, piece)
