@@ -26,6 +26,7 @@ from crailpy.protocol import nvme_tcp as t
 ADMIN_DEPTH = 32  # commands in flight on the admin queue
 IO_DEPTH = 64  # and on the I/O queue
 NO_MDTS = 128 << 10  # bytes per command where the controller states no limit
+MAX_NLB = 1 << 16  # LBAs per Read or Write: its block count is a 16-bit field
 KATO_MS = 10_000  # the controller gives up on us after this long without a command
 
 # opcodes
@@ -418,8 +419,10 @@ class Controller:
         return out
 
     def _submit(self, io: "Io", opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
-        """Submit whole blocks of `buf` at `lba`, in commands of at most `max_transfer`."""
-        step = max(self.max_transfer // ns.block_size * ns.block_size, ns.block_size)
+        """Submit whole blocks of `buf` at `lba`, in commands of at most `max_transfer` and
+        MAX_NLB blocks (nvmet gives a namespace on 9p 1-byte LBAs, so the second can bind)."""
+        most = min(self.max_transfer, MAX_NLB * ns.block_size)
+        step = max(most // ns.block_size * ns.block_size, ns.block_size)
         for start in range(0, len(buf), step):
             piece = buf[start : start + step]
             cdw10 = struct.pack("<QI", lba + start // ns.block_size,

@@ -11,9 +11,9 @@ target grants its whole namespace to any host it admits (docs/nvmf.md).
 from __future__ import annotations
 
 from crailpy.config import ClientConfig
-from crailpy.errors import Stale
+from crailpy.errors import Stale, Unreachable
 from crailpy.protocol.messages import Block, DatanodeInfo
-from crailpy.transports.nvme_initiator import Controller, Io
+from crailpy.transports.nvme_initiator import Controller, Io, NvmeError
 
 
 class NvmfEndpoint:
@@ -21,8 +21,13 @@ class NvmfEndpoint:
 
     def __init__(self, datanode: DatanodeInfo, config: ClientConfig) -> None:
         self.datanode = datanode
-        self._controller = Controller(datanode.host, datanode.nvmf.port, datanode.nvmf.nqn,
-                                      timeout=config.connect_timeout)
+        target = datanode.nvmf
+        try:
+            self._controller = Controller(datanode.host, target.port, target.nqn,
+                                          timeout=config.connect_timeout)
+        except NvmeError as exc:  # a shared port (nvmet) answers for a subsystem it dropped
+            raise Unreachable(f"nvme/tcp {datanode.host}:{target.port}: {exc}: the datanode "
+                              f"no longer exports {target.nqn} (it stopped or exported anew)") from None
         try:
             self._namespace = self._controller.namespace(1)
         except BaseException:

@@ -51,6 +51,24 @@ def test_our_initiator_reads_and_writes_the_backing_file(target: Target, tmp_pat
         ctrl.close()
 
 
+
+def test_a_namespace_of_one_byte_lbas_takes_transfers_over_65536_blocks(tmp_path: Path) -> None:
+    """nvmet gives a file on 9p 1-byte LBAs; a command's 16-bit block count then binds
+    before MDTS does, and a longer command would be refused (or worse, misread)."""
+    server = Target("127.0.0.1", 0, NQN, str(tmp_path / "ns.img"), SIZE, block_size=1).start()
+    ctrl = Controller("127.0.0.1", server.port, NQN)
+    try:
+        ns = ctrl.namespace(1)
+        assert ns.block_size == 1 and ctrl.max_transfer > 1 << 16
+        data = os.urandom(1 << 20)
+        ctrl.pwrite(ns, 0, memoryview(data))
+        back = bytearray(len(data))
+        ctrl.pread(ns, 0, memoryview(back))
+        assert back == data
+    finally:
+        ctrl.close()
+        server.stop()
+
 def test_a_wrong_subsystem_is_refused(target: Target) -> None:
     with pytest.raises(NvmeError, match="connect"):
         Controller("127.0.0.1", target.port, "nqn.2026-11.io.crailpy:nobody")
