@@ -447,6 +447,21 @@ def info() -> None:
     click.echo(f"crailpy rdma transport: {'usable' if reason is None else 'not usable: ' + reason}")
 
 
+# ---- spark ----
+
+@main.group(cls=CliGroup)
+def spark() -> None:
+    """The Spark shuffle plugin (docs/spark.md)."""
+
+
+@spark.command()
+def jar() -> None:
+    """Build the shim's jar if these sources have none yet, and print its path."""
+    from crailpy.spark import jar as shim
+
+    click.echo(str(shim.build()))
+
+
 # ---- cluster ----
 
 @main.group(cls=CliGroup)

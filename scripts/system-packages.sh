@@ -2,6 +2,8 @@
 # command name -> Debian package
 declare -A DEBIAN_PACKAGE=(
     [redis-server]=redis-server
+    # the Spark shuffle shim is compiled on the spot (crailpy/spark/jar.py); Spark runs on it
+    [javac]=openjdk-17-jdk-headless
     # the RDMA test bed: a VM (qemu, busybox for its initramfs), SoftRoCE, verbs tools
     [qemu-system-x86_64]=qemu-system-x86 [busybox]=busybox-static [modprobe]=kmod
     [ip]=iproute2 [rdma]=iproute2 [ibv_devinfo]=ibverbs-utils [ib_read_lat]=perftest
