@@ -33,3 +33,17 @@ def test_quick_suite_produces_every_part(tmp_path: Path) -> None:
     assert "### Goals" in report and "cold start" in report
     for png in ("large-1-clients.png", "large-2-clients.png", "small-latency.png"):
         assert (tmp_path / png).stat().st_size > 1000
+
+
+def test_quick_spark_benchmark_times_both_shuffles() -> None:
+    pytest.importorskip("pyspark", reason="pyspark is in the test extras: pip install -e '.[test]'")
+    if shutil.which("javac") is None:
+        pytest.skip("no JDK: scripts/test.sh installs openjdk-17-jdk-headless")
+    run = subprocess.run([sys.executable, "-m", "benchmarks.spark", "--quick"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith(("| sort", "| groupBy"))]
+    assert len(rows) == 2, run.stdout
+    for row in rows:
+        builtin, ours = (float(cell.strip().removesuffix(" s")) for cell in row.split("|")[2:4])
+        assert builtin > 0 and ours > 0, row

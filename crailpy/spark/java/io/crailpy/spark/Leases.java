@@ -33,10 +33,15 @@ final class Leases {
 
     void renewAndReap(String appId) throws IOException {
         String lease = conf.appDir(appId) + "/" + LEASE;
-        try (FileWriter out = client.create(lease, true)) {
+        FileWriter out = client.create(lease, true);
+        try {
             out.write(Long.toString(conf.leaseSeconds).getBytes(StandardCharsets.US_ASCII));
+            out.close();
+        } catch (IOException | RuntimeException e) {
+            out.abort();  // or the open lease file would hold its name (BUSY) from every renewal
+            throw e;
         }
-        long now = client.stat(lease).mtimeNs();  // the namenode's clock, just now
+        long now = out.committed().mtimeNs();  // the namenode's clock, just now
         for (Entry entry : client.list(conf.root)) {
             String dir = conf.root + "/" + entry.name();
             if (entry.info().isDirectory() && !entry.name().equals(appId) && expired(dir, entry.info(), now)) {
@@ -53,7 +58,7 @@ final class Leases {
         try (FileReader in = client.open(dir + "/" + LEASE)) {
             byte[] text = new byte[(int) Math.min(in.size(), 20)];
             in.readFully(0, text, 0, text.length);
-            stamp = client.stat(dir + "/" + LEASE).mtimeNs();
+            stamp = in.info().mtimeNs();
             seconds = Long.parseLong(new String(text, StandardCharsets.US_ASCII).trim());
         } catch (CrailpyException e) {
             if (e.status() != Status.NOT_FOUND) {
