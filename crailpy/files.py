@@ -47,7 +47,7 @@ class _Window:
         self._pending: collections.deque = collections.deque()
 
     def add(self, transfer: Any, check: Any = None, retry: Any = None) -> None:
-        """`retry()`: the same transfer again, with a fresh location, if this one is STALE."""
+        """`retry(refusal)`: the same transfer again, with a fresh location, if this one is STALE."""
         self._pending.append((transfer, check, retry))
         while len(self._pending) > self.limit:
             self._finish_one()
@@ -90,19 +90,37 @@ class _Window:
 
 
 def _result(transfer: Any, retry: Any) -> Any:
-    """The transfer's result, tried again with a fresh location while it is refused as
-    STALE: once for its own key, and as long as it is only displaced (RDMA: its queue
-    pair failed under another transfer's key), up to `MAX_TRIES` in all."""
-    refused = 0
+    """The transfer's result, tried again while it is refused as STALE, up to `MAX_TRIES`
+    in all. `retry(refusal)` looks the block up again and raises the refusal itself when
+    the namenode names the very location just refused: then the bytes are gone. A fresh
+    key may be retired again before the retry is served (freeing churns a key region's
+    key), so a valid block is never given up on after one refusal only."""
     for _ in range(MAX_TRIES - 1):
         try:
             return transfer.result()
         except Stale as exc:
-            refused += not isinstance(exc, Displaced)
-            if retry is None or refused > 1:
+            if retry is None:
                 raise
-            transfer = retry()
+            transfer = retry(exc)
     return transfer.result()
+
+
+class _Retry:
+    """Sends one block transfer again after a STALE refusal, at the location `locate(used)`
+    gives. Each attempt compares with the location it last used, not the cache, which
+    other transfers' retries refresh too. RDMA's displaced transfers (refused under
+    another transfer's key) go again to the same location; any other refusal at the
+    location the namenode names again is final."""
+
+    def __init__(self, used: tuple, locate: Any, send: Any) -> None:
+        self.used, self.locate, self.send = used, locate, send
+
+    def __call__(self, refusal: Stale) -> Any:
+        fresh = self.locate(self.used)
+        if fresh == self.used and not isinstance(refusal, Displaced):
+            raise refusal
+        self.used = fresh
+        return self.send(*fresh)
 
 
 class Writer(io.BufferedIOBase):
@@ -228,19 +246,22 @@ class Writer(io.BufferedIOBase):
                         self._allocate(len(view) - done)
                 datanode, block = self._blocks[index]
                 chunk = view[done : done + min(self._bs - offset, len(view) - done)]
-                endpoint = self._store._endpoint(datanode, self.path, index)
-                self._window.add(endpoint.write(block, offset, chunk), None,
-                                 functools.partial(self._write_again, index, offset, chunk))
+                self._window.add(self._write_block(index, offset, chunk, datanode, block), None,
+                                 _Retry((datanode, block), functools.partial(self._relocate, index),
+                                        functools.partial(self._write_block, index, offset, chunk)))
                 done += len(chunk)
                 self._pos += len(chunk)
 
-    def _write_again(self, index: int, offset: int, chunk: memoryview) -> Any:
-        """Block `index` was refused as STALE: look up its key again and resend."""
+    def _relocate(self, index: int, used: tuple) -> tuple:
+        """Block `index` was refused as STALE: look up its key (and the next blocks') again."""
         count = min(len(self._blocks) - index, self._store.config.client.lookup_blocks)
         reply = self._store._call(m.GetBlocks(self._info.id, index, count, self._token))
         fresh = _located(reply.datanodes, reply.blocks)
         self._blocks[reply.first : reply.first + len(fresh)] = fresh
-        datanode, block = self._blocks[index]
+        return self._blocks[index]
+
+    def _write_block(self, index: int, offset: int, chunk: memoryview, datanode: m.DatanodeInfo,
+                     block: m.Block) -> Any:
         return self._store._endpoint(datanode, self.path, index).write(block, offset, chunk)
 
     def _allocate(self, remaining: int) -> None:
@@ -345,17 +366,22 @@ class Reader(io.BufferedIOBase):
                 index, offset = divmod(position + done, self._bs)
                 datanode, block = self._location(index)
                 chunk = dest[done : done + min(self._bs - offset, len(dest) - done)]
-                endpoint = self._store._endpoint(datanode, self.path, index)
-                window.add(endpoint.read(block, offset, chunk), _expect(len(chunk), self.path),
-                           functools.partial(self._read_again, index, offset, chunk))
+                window.add(self._fetch(index, offset, chunk, datanode, block), _expect(len(chunk), self.path),
+                           _Retry((datanode, block), functools.partial(self._relocate, index),
+                                  functools.partial(self._fetch, index, offset, chunk)))
                 done += len(chunk)
         if not shared:
             window.drain()
 
-    def _read_again(self, index: int, offset: int, chunk: memoryview) -> Any:
-        """Block `index` was refused as STALE: look it (and those after it) up again and reread."""
-        self._locations.pop(index, None)
-        datanode, block = self._location(index)
+    def _relocate(self, index: int, used: tuple) -> tuple:
+        """Block `index` was refused as STALE at `used`: look it (and those after it) up
+        again, unless another transfer's retry already has."""
+        if self._locations.get(index) == used:
+            del self._locations[index]
+        return self._location(index)
+
+    def _fetch(self, index: int, offset: int, chunk: memoryview, datanode: m.DatanodeInfo,
+               block: m.Block) -> Any:
         return self._store._endpoint(datanode, self.path, index).read(block, offset, chunk)
 
     def _location(self, index: int) -> tuple[m.DatanodeInfo, m.Block]:
