@@ -143,6 +143,9 @@ def test_a_lost_map_output_reruns_that_map_task_only(spark: Any, store: crailpy.
     outputs = store.list(shuffle_dir.path)
     assert len(outputs) == 4  # one file per map task
     store.delete(outputs[0].path)
+    # Executors keep the map outputs they opened (MapOutputIndexes): once the freed blocks'
+    # key has changed, their reads of it are refused, and the file is not found again.
+    wait_for("the freed blocks to be reusable", lambda: not sum(c.freeing for c in store.usage()[0]))
     assert sorted(shuffled.collect()) == EXPECTED  # a fetch failure, then that map task again
     assert mapped.value == 5000
 

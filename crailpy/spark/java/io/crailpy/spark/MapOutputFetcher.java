@@ -1,6 +1,5 @@
 package io.crailpy.spark;
 
-import io.crailpy.client.FileReader;
 import java.io.IOException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -117,36 +116,39 @@ final class MapOutputFetcher {
         }
     }
 
-    /** Read the index entries of the wanted partitions, then their bytes in one range. */
+    /** Read the wanted partitions' bytes in one range, after their index entries (MapOutputIndexes). */
     private List<Partition> fetch(Wanted output) throws IOException {
         String path = conf.mapFile(appId, shuffleId, output.mapTaskId);
         int first = output.partitions.get(0);
         int last = output.partitions.get(output.partitions.size() - 1);
-        try (FileReader file = Clients.get(conf).open(path)) {
-            byte[] raw = new byte[8 * (last - first + 2)];
-            file.readFully(MapFile.indexPosition(file.size(), partitions, first), raw, 0, raw.length);
-            long[] offsets = MapFile.decodeOffsets(raw, file.size(), partitions);
-            long length = offsets[offsets.length - 1] - offsets[0];
+        try {
+            MapOutputIndexes.Index index = MapOutputIndexes.get(conf, path, partitions, first, last);
+            long base = index.start(first);
+            long length = index.start(last + 1) - base;
             if (length > Integer.MAX_VALUE - 16) {
                 throw new IOException(path + ": partitions " + first + " to " + last + " hold " + length
                     + " bytes, more than one fetch can hold (2 GiB); use more partitions");
             }
             byte[] bytes = new byte[(int) length];
-            file.readFully(offsets[0], bytes, 0, bytes.length);
+            index.file().readFully(base, bytes, 0, bytes.length);
             metrics.incRemoteBytesRead(length);
             metrics.incRemoteBlocksFetched(output.partitions.size());
             List<Partition> out = new ArrayList<>(output.partitions.size());
             for (int partition : output.partitions) {
-                int start = (int) (offsets[partition - first] - offsets[0]);
-                int end = (int) (offsets[partition - first + 1] - offsets[0]);
+                int start = (int) (index.start(partition) - base);
+                int end = (int) (index.start(partition + 1) - base);
                 if (end > start) {
                     out.add(new Partition(new ShuffleBlockId(shuffleId, output.mapTaskId, partition),
                         bytes, start, end - start));
                 }
             }
             return out;
-        } catch (IllegalStateException e) {
+        } catch (IllegalStateException e) {  // a corrupt index (MapFile.decodeOffsets)
+            MapOutputIndexes.forget(path);
             throw new IOException(path + ": " + e.getMessage(), e);
+        } catch (IOException | RuntimeException e) {
+            MapOutputIndexes.forget(path);
+            throw e;
         }
     }
 
