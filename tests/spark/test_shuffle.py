@@ -131,8 +131,16 @@ def test_executors_killed_after_the_map_stage_cost_no_map_task(spark: Any) -> No
     for pid in killed:
         os.kill(pid, 9)
     wait_for("new executors", lambda: len(set(executor_pids(spark)) - set(killed)) == 2)
+    sc = spark.sparkContext
+    sc.setJobGroup("after-kill", "the same shuffle, read by new executors")
     assert sorted(shuffled.collect()) == EXPECTED
     assert mapped.value == 4000  # every map output was read from crailpy; no map task ran again
+    # Spark's own account agrees: the job ran the 4 reduce tasks and nothing else (its map
+    # stage was skipped: every map output was still registered), and none failed.
+    stages = [sc.statusTracker().getStageInfo(stage) for job in sc.statusTracker().getJobIdsForGroup("after-kill")
+              for stage in sc.statusTracker().getJobInfo(job).stageIds]
+    ran = [info for info in stages if info is not None and info.numCompletedTasks]
+    assert [(info.numCompletedTasks, info.numFailedTasks) for info in ran] == [(4, 0)]
 
 
 def test_a_lost_map_output_reruns_that_map_task_only(spark: Any, store: crailpy.Store) -> None:
