@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +21,7 @@ import pytest
 import crailpy
 from tests import testbed
 from tests.cluster.conftest import Cluster, start_cluster
+from tests.probe.conftest import wait_for
 from tests.spark import jobs
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is in the test extras: pip install -e '.[test]'")
@@ -101,13 +101,6 @@ def executor_pids(spark: Any) -> list[int]:
     return pids
 
 
-def wait_for(what: str, check: Any, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 def counted_shuffle(spark: Any) -> tuple[Any, Any]:
     """A shuffle whose map tasks count the records they map: a re-run map task counts again."""
     sc = spark.sparkContext
@@ -130,7 +123,7 @@ def test_executors_killed_after_the_map_stage_cost_no_map_task(spark: Any) -> No
     assert len(killed) == 2
     for pid in killed:
         os.kill(pid, 9)
-    wait_for("new executors", lambda: len(set(executor_pids(spark)) - set(killed)) == 2)
+    wait_for(lambda: len(set(executor_pids(spark)) - set(killed)) == 2, 120, "new executors")
     sc = spark.sparkContext
     sc.setJobGroup("after-kill", "the same shuffle, read by new executors")
     assert sorted(shuffled.collect()) == EXPECTED
@@ -153,7 +146,7 @@ def test_a_lost_map_output_reruns_that_map_task_only(spark: Any, store: crailpy.
     store.delete(outputs[0].path)
     # Executors keep the map outputs they opened (MapOutputIndexes): once the freed blocks'
     # key has changed, their reads of it are refused, and the file is not found again.
-    wait_for("the freed blocks to be reusable", lambda: not sum(c.freeing for c in store.usage()[0]))
+    wait_for(lambda: not sum(c.freeing for c in store.usage()[0]), 120, "the freed blocks to be reusable")
     assert sorted(shuffled.collect()) == EXPECTED  # a fetch failure, then that map task again
     assert mapped.value == 5000
 
@@ -172,8 +165,7 @@ def test_a_dead_drivers_data_is_reclaimed_when_its_lease_runs_out(spark: Any, st
     store.mkdir(f"{ROOT}/app-dead/0", parents=True)
     store.put(f"{ROOT}/app-dead/0/17", os.urandom(1000))
     store.put(f"{ROOT}/app-dead/_lease", b"1")  # a one-second lease, never renewed
-    wait_for("the dead application's data to go", lambda: not store.exists(f"{ROOT}/app-dead"),
-             timeout=4 * LEASE)
+    wait_for(lambda: not store.exists(f"{ROOT}/app-dead"), 4 * LEASE, "the dead application's data to go")
     assert store.exists(app_dir(spark))  # a live application's is kept
 
 
