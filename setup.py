@@ -1,8 +1,10 @@
-"""The one thing pyproject.toml cannot say: the RDMA library is optional.
+"""The one thing pyproject.toml cannot say: crailpy's C libraries are optional.
 
-It needs libibverbs and librdmacm headers (Debian: libibverbs-dev,
-librdmacm-dev); where they are missing the build of that one extension fails,
-setuptools warns, and crailpy installs without it (TCP only).
+The RDMA library needs libibverbs and librdmacm headers (Debian:
+libibverbs-dev, librdmacm-dev); the NVMe/TCP engine needs only a C compiler.
+Where one cannot be built, setuptools warns and crailpy installs without it:
+without RDMA blocks move over TCP, without the engine the nvmf transport says
+that it is missing.
 """
 
 import sys
@@ -11,8 +13,9 @@ from pathlib import Path
 from setuptools import setup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "native"))
-from build_rdma import ffibuilder  # noqa: E402
+from cffi_builds import builders  # noqa: E402
 
-extension = ffibuilder.distutils_extension(tmpdir="build/cffi")
-extension.optional = True
-setup(ext_modules=[extension])
+extensions = [ffibuilder.distutils_extension(tmpdir="build/cffi") for ffibuilder in builders()]
+for extension in extensions:
+    extension.optional = True
+setup(ext_modules=extensions)

@@ -7,6 +7,8 @@ declare -A DEBIAN_PACKAGE=(
     # the RDMA test bed: a VM (qemu, busybox for its initramfs), SoftRoCE, verbs tools
     [qemu-system-x86_64]=qemu-system-x86 [busybox]=busybox-static [modprobe]=kmod
     [ip]=iproute2 [rdma]=iproute2 [ibv_devinfo]=ibverbs-utils [ib_read_lat]=perftest
+    # the kernel's NVMe/TCP initiator with several I/Os in flight (benchmarks/nvmf.py)
+    [fio]=fio
 )
 # Packages that no command names: verbs libraries and headers (the native
 # library builds against them), and pyverbs.

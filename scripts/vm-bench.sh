@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
+source scripts/system-packages.sh
+ensure_system_packages fio
 export CRAILPY_VM_OUT
 CRAILPY_VM_OUT=$(mktemp -d)
 trap 'rm -rf "$CRAILPY_VM_OUT"' EXIT

@@ -229,6 +229,7 @@ class _Connection(socketserver.BaseRequestHandler):
         self.decoder = t.PduDecoder(t.PduDecoder.FROM_HOST, max_data=max(MAXH2CDATA, IN_CAPSULE))
         self.controller: Controller | None = None
         self.qid = -1
+        self.sq_flow = True  # off at the host's asking: reads then end with C2HData's SUCCESS
         self.backlog: collections.deque[t.Pdu] = collections.deque()
         try:
             if self._expect(t.PduType.IC_REQ) is None:
@@ -278,6 +279,7 @@ class _Connection(socketserver.BaseRequestHandler):
                 return self._reply(command, Reply(INVALID_OPCODE))
             reply, self.controller = server.connect(command, data)
             self.qid = struct.unpack_from("<H", command.cdw10, 2)[0]
+            self.sq_flow = not command.cdw10[6] & t.DISABLE_SQ_FLOW
             return self._reply(command, reply)
         if self.qid == 0:
             reply = server.admin(self.controller, command)
@@ -317,7 +319,10 @@ class _Connection(socketserver.BaseRequestHandler):
 
     def _reply(self, command: t.Command, reply: Reply) -> None:
         if reply.data:
+            success = not self.sq_flow and reply.status == 0 and reply.result == 0
             self._send(t.PduType.C2H_DATA, t.DataHeader(command.cid, 0, 0, len(reply.data)),
-                       reply.data, t.Flag.LAST_PDU)
+                       reply.data, t.Flag.LAST_PDU | (t.Flag.SUCCESS if success else 0))
+            if success:
+                return
         self._send(t.PduType.CAPSULE_RESP, t.Completion(command.cid, reply.status, reply.result,
                                                          sqid=max(self.qid, 0)))

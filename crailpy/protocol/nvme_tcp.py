@@ -143,6 +143,8 @@ class Sgl(NamedTuple):
 _SQE = struct.Struct("<BBHIIIQQI3xB24s")  # opc flags cid nsid cdw2 cdw3 mptr sgl(addr len type) cdw10-15
 _CQE = struct.Struct("<QHHHH")
 PSDT_SGL = 0x40  # SQE flags: the data pointer is an SGL
+DISABLE_SQ_FLOW = 0x04  # Fabrics Connect's attributes: the host needs no SQ head pointer, so
+                        # a read may end with C2HData's SUCCESS flag and no response capsule
 
 
 class Command(NamedTuple):
@@ -166,6 +168,15 @@ class Command(NamedTuple):
     def decode(cls, raw: bytes | memoryview) -> "Command":
         opc, flags, cid, nsid, cdw2, cdw3, mptr, address, length, kind, rest = _SQE.unpack(raw)
         return cls(opc, cid, nsid, Sgl(address, length, kind), rest, flags, cdw2, cdw3, mptr)
+
+
+_RW = struct.Struct("<BBHI32xQI12x")  # opc flags cid nsid, (cdw2-3 mptr sgl), slba, blocks - 1
+
+
+def read_write(opc: int, nsid: int, slba: int, blocks: int) -> bytes:
+    """The entry of a Read or Write of `blocks` blocks from `slba`, with id and SGL zero:
+    `Command(...).encode()` in one step, for the initiator's hot path."""
+    return _RW.pack(opc, PSDT_SGL, 0, nsid, slba, blocks - 1)
 
 
 class Completion(NamedTuple):

@@ -3,8 +3,10 @@
 It speaks to any NVMe-oF TCP target (Linux nvmet, SPDK, crailpy's own) with
 the codec of `crailpy.protocol.nvme_tcp`: ICReq/ICResp, Fabrics Connect,
 Property Get/Set to enable the controller, Identify, then Read and Write
-with data in C2HData PDUs and, for writes, R2T and H2CData. Data moves
-between the socket and the caller's buffer without copies in Python.
+with data in C2HData PDUs and, for writes, R2T and H2CData. Python brings
+each queue up; from then on its PDUs are moved by crailpy's native engine
+(native/nvme_tcp.c) between the socket and the caller's buffers, with the GIL
+released: in Python the same work cost more than the target's (docs/nvmf.md).
 
 Each queue keeps up to its depth of commands in flight (64 on the I/O queue);
 a thread sends Keep Alive at half the keep-alive timeout.
@@ -17,11 +19,19 @@ import struct
 import threading
 import time
 import uuid
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from crailpy.errors import CrailError, Unreachable
 from crailpy.netio import SocketReader, send_all
 from crailpy.protocol import nvme_tcp as t
+
+try:
+    from crailpy._nvme_tcp import ffi, lib
+except ImportError:  # installed without a C compiler
+    ffi = lib = None
+
+ENGINE_MISSING = ("crailpy was installed without its NVMe/TCP engine (crailpy._nvme_tcp): "
+                  "install a C compiler and reinstall crailpy")
 
 ADMIN_DEPTH = 32  # commands in flight on the admin queue
 IO_DEPTH = 64  # and on the I/O queue
@@ -46,191 +56,100 @@ class Namespace(NamedTuple):
     block_size: int
 
 
-class Pending:
-    """A command in flight on a queue; `Queue.wait` ends it."""
-
-    __slots__ = ("cid", "data_out", "data_in", "done", "completion", "error")
-
-    def __init__(self, cid: int, data_out: bytes | memoryview, data_in: memoryview | None) -> None:
-        self.cid, self.data_out, self.data_in = cid, memoryview(data_out), data_in
-        self.done = False
-        self.completion: t.Completion | None = None
-        self.error: BaseException | None = None
+# What `Queue.submit` hands back for `Queue.wait`: the command's record and its buffers,
+# which the engine may write into until then. A tuple: this is the hot path.
+Pending = tuple
 
 
 class Queue:
     """One NVMe/TCP connection: a submission and completion queue pair.
 
-    Up to `depth` commands are in flight. Waiting is caller-driven, as on the
-    namenode's channels: a waiting thread reads PDUs and settles whichever
-    command they belong to, answering R2Ts as they come.
+    Python brings the connection up (ICReq/ICResp, with the shared codec); the
+    native engine gives commands their ids, up to `depth` in flight, and moves
+    every later PDU with the GIL released. Waiting is caller-driven, as on the
+    namenode's channels: the first thread to wait reads the socket for all.
     """
 
     def __init__(self, host: str, port: int, timeout: float, depth: int) -> None:
+        if lib is None:
+            raise Unreachable(f"nvme/tcp {host}:{port}: {ENGINE_MISSING}")
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise Unreachable(f"nvme/tcp {host}:{port}: {exc.strerror or exc}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.where = f"{host}:{port}"
-        self._reader = SocketReader(self.sock, greedy=False)  # C2HData goes straight to its buffer
-        self._decoder = t.PduDecoder(t.PduDecoder.FROM_CONTROLLER, max_data=16 << 20)
-        self._send_lock = threading.Lock()
-        self._receive_lock = threading.Lock()
-        self._lock = threading.Lock()  # the table of commands in flight
-        self._pending: dict[int, Pending] = {}
-        self._free_cids = list(range(depth))
-        self._slots = threading.Semaphore(depth)
-        self._broken: BaseException | None = None
-        self._send(t.PduType.IC_REQ, t.ICReq())
-        resp = self._receive().body
+        try:
+            resp = self._initialize()
+        except (OSError, t.TransportError) as exc:
+            self.sock.close()
+            raise Unreachable(f"nvme/tcp {self.where}: {exc}") from None
+        engine = lib.nvt_open(self.sock.fileno(), depth, resp.maxh2cdata, resp.cpda,
+                              max(int(timeout * 1000), 1))
+        if engine == ffi.NULL:
+            self.sock.close()
+            raise Unreachable(f"nvme/tcp {self.where}: the socket could not be set up")
+        self._engine = ffi.gc(engine, lib.nvt_free)
+        self._in_flight: dict[Any, Pending] = {}  # alive while the engine may write into them
+
+    def _initialize(self) -> t.ICResp:
+        """ICReq and the controller's ICResp, with the shared codec."""
+        send_all(self.sock, t.encode(t.PduType.IC_REQ, t.ICReq()))
+        reader, decoder = SocketReader(self.sock, greedy=False), t.PduDecoder(t.PduDecoder.FROM_CONTROLLER)
+        common = bytes(reader.read_exact(t.COMMON.size))
+        decoder.check_header(*t.COMMON.unpack(common))
+        decoder.feed(common + bytes(reader.read_exact(t.COMMON.unpack(common)[4] - t.COMMON.size)))
+        resp = decoder.next_pdu().body
         if not isinstance(resp, t.ICResp) or resp.pfv != t.PFV or resp.digests:
             raise Unreachable(f"nvme/tcp {self.where}: unexpected connection answer {resp}")
-        self.maxh2cdata = resp.maxh2cdata
+        return resp
 
-    def _send(self, ptype: t.PduType, body: object, data: bytes | memoryview = b"",
-              flags: int = 0) -> None:
-        with self._send_lock:
-            send_all(self.sock, t.encode(ptype, body, data, flags))
-
-    def _receive(self, straight: bool = False) -> t.Pdu | None:
-        """The next PDU. With `straight`, C2HData without a data digest is received straight
-        into its command's buffer (no copy in Python), and None is returned for it."""
-        common = bytes(self._reader.read_exact(t.COMMON.size))
-        ptype, flags, hlen, pdo, plen = t.COMMON.unpack(common)
-        self._decoder.check_header(ptype, flags, hlen, pdo, plen)
-        if straight and ptype == t.PduType.C2H_DATA and not flags & t.Flag.DDGST:
-            self._receive_data(common, flags, hlen, pdo, plen)
-            return None
-        self._decoder.feed(common + bytes(self._reader.read_exact(plen - t.COMMON.size)))
-        pdu = self._decoder.next_pdu()
-        if pdu.type is t.PduType.C2H_TERM_REQ:
-            raise Unreachable(f"nvme/tcp {self.where}: the target ended the connection "
-                              f"(fatal error status {pdu.body.fes:#x})")
-        return pdu
-
-    def _receive_data(self, common: bytes, flags: int, hlen: int, pdo: int, plen: int) -> None:
-        head_end = hlen + (4 if flags & t.Flag.HDGST else 0)
-        header = common + bytes(self._reader.read_exact(head_end - t.COMMON.size))
-        if flags & t.Flag.HDGST and \
-                struct.unpack_from("<I", header, hlen)[0] != t.crc32c(header[:hlen]):
-            raise Unreachable(f"nvme/tcp {self.where}: bad header digest")
-        head = t.DataHeader(*struct.unpack_from("<HHII", header, t.COMMON.size))
-        start = max(pdo, head_end)
-        pending = self._pending.get(head.cccid)
-        dest = pending.data_in if pending is not None else None
-        if dest is None or head.length != plen - start or head.offset + head.length > len(dest):
-            raise Unreachable(f"nvme/tcp {self.where}: data outside the command's buffer")
-        self._reader.skip(start - head_end)
-        self._reader.readinto(dest[head.offset : head.offset + head.length])
-        if flags & t.Flag.SUCCESS:
-            self._finish(pending, t.Completion(head.cccid))
-
-    def submit(self, command: t.Command, data_out: bytes | memoryview = b"",
+    def submit(self, sqe: bytes, data_out: bytes | memoryview = b"",
                data_in: memoryview | None = None, in_capsule: bool = False) -> Pending:
-        """Send one command. `data_out` goes in the capsule or on R2T; C2HData lands in
-        `data_in`; both must stay untouched until `wait` returns."""
-        while not self._slots.acquire(blocking=False):  # full: settle some, as a waiter would
-            self._progress()
-        with self._lock:
-            if self._broken is not None:
-                self._slots.release()
-                raise self._broken
-            pending = Pending(self._free_cids.pop(), data_out, data_in)
-            self._pending[pending.cid] = pending
-        if in_capsule:
-            sgl, capsule = t.Sgl(0, len(data_out), t.Sgl.IN_CAPSULE), data_out
-        else:
-            sgl, capsule = t.Sgl(0, len(data_in) if data_in is not None else len(data_out),
-                                 t.Sgl.TRANSPORT), b""
-        try:
-            self._send(t.PduType.CAPSULE_CMD, command._replace(cid=pending.cid, sgl=sgl), capsule)
-        except OSError as exc:
-            self._break(Unreachable(f"nvme/tcp {self.where}: {exc}"))
+        """Send one command, `sqe` its 64-byte entry (its id and SGL are filled in here).
+        `data_out` goes in the capsule or on R2T; C2HData lands in `data_in`; both must
+        stay untouched until `wait` returns. With the queue full, this waits."""
+        command = ffi.new("nvt_command *")
+        pending: Pending = (command,)  # the record, then the buffers to let go of after the wait
+        into, in_len, out = ffi.NULL, 0, ffi.NULL
+        if data_in is not None:
+            if data_in.readonly:
+                raise ValueError("nvme/tcp: a read into a read-only buffer")
+            into, in_len = ffi.from_buffer("char[]", data_in), len(data_in)
+            pending += (into,)
+        if data_out:
+            out = ffi.from_buffer("char[]", data_out)
+            pending += (out,)
+        self._in_flight[command] = pending
+        if lib.nvt_submit(self._engine, command, sqe, into, in_len, out, len(data_out), in_capsule):
+            self.wait(pending)  # the queue failed: this raises why, and lets go
         return pending
 
-    def wait(self, pending: Pending) -> t.Completion:
-        while not pending.done:
-            self._progress(pending)
-        if pending.error is not None:
-            raise pending.error
-        return pending.completion
+    def wait(self, pending: Pending) -> int:
+        """Wait for a command: its status (0 is success)."""
+        status = lib.nvt_wait(self._engine, pending[0])
+        self._in_flight.pop(pending[0], None)
+        for buffer in pending[1:]:  # now, not in a garbage collection: cffi crashed there,
+            ffi.release(buffer)     # releasing views of memoryviews that were already freed
+        if status < 0:
+            raise self._error()
+        return status
 
-    def _progress(self, pending: Pending | None = None) -> None:
-        """Receive one PDU, unless another thread is receiving (or `pending` is done)."""
-        if self._broken is not None and pending is None:
-            raise self._broken
-        if self._receive_lock.acquire(timeout=0.05):
-            try:
-                if pending is None or not pending.done:
-                    self._receive_one()
-            except (OSError, Unreachable, t.TransportError) as exc:
-                self._break(exc if isinstance(exc, Unreachable)
-                            else Unreachable(f"nvme/tcp {self.where}: {exc}"))
-            finally:
-                self._receive_lock.release()
+    def _error(self) -> Unreachable:
+        return Unreachable(f"nvme/tcp {self.where}: {ffi.string(lib.nvt_error(self._engine)).decode()}")
 
     @property
     def broken(self) -> bool:
-        return self._broken is not None
+        return bool(lib.nvt_failed(self._engine))
 
     def execute(self, command: t.Command, data_out: bytes | memoryview = b"",
                 data_in: memoryview | None = None, in_capsule: bool = False) -> t.Completion:
-        return self.wait(self.submit(command, data_out, data_in, in_capsule))
-
-    def _receive_one(self) -> None:
-        pdu = self._receive(straight=True)
-        if pdu is None:  # C2HData, already in its buffer
-            return
-        head = pdu.body
-        cid = head.cid if pdu.type is t.PduType.CAPSULE_RESP else getattr(head, "cccid", None)
-        pending = self._pending.get(cid)
-        if pending is None:
-            raise Unreachable(f"nvme/tcp {self.where}: {pdu.type.name} for no command ({cid})")
-        if pdu.type is t.PduType.C2H_DATA:  # with a data digest, checked by the decoder
-            dest = pending.data_in
-            if dest is None or head.offset + head.length > len(dest) or head.length != len(pdu.data):
-                raise Unreachable(f"nvme/tcp {self.where}: data outside the command's buffer")
-            dest[head.offset : head.offset + head.length] = pdu.data
-            if pdu.flags & t.Flag.SUCCESS:
-                self._finish(pending, t.Completion(cid))
-        elif pdu.type is t.PduType.R2T:
-            self._send_data(head, pending.data_out)
-        elif pdu.type is t.PduType.CAPSULE_RESP:
-            self._finish(pending, head)
-        else:
-            raise Unreachable(f"nvme/tcp {self.where}: unexpected {pdu.type.name}")
-
-    def _finish(self, pending: Pending, completion: t.Completion | None,
-                error: BaseException | None = None) -> None:
-        with self._lock:
-            del self._pending[pending.cid]
-            self._free_cids.append(pending.cid)
-        pending.completion, pending.error, pending.done = completion, error, True
-        self._slots.release()
-
-    def _break(self, error: BaseException) -> None:
-        """The connection is unusable: every command in flight fails with `error`."""
-        with self._lock:
-            self._broken = self._broken or error
-            failed = list(self._pending.values())
-        for pending in failed:
-            self._finish(pending, None, error)
-
-    def _send_data(self, r2t: t.DataHeader, data: memoryview) -> None:
-        end = r2t.offset + r2t.length
-        if end > len(data):
-            raise Unreachable(f"nvme/tcp {self.where}: R2T for bytes the command does not have")
-        offset = r2t.offset
-        while offset < end:
-            n = min(self.maxh2cdata, end - offset)
-            flags = t.Flag.LAST_PDU if offset + n == end else 0
-            self._send(t.PduType.H2C_DATA, t.DataHeader(r2t.cccid, r2t.ttag, offset, n),
-                       data[offset : offset + n], flags)
-            offset += n
+        pending = self.submit(command.encode(), data_out, data_in, in_capsule)
+        status = self.wait(pending)
+        return t.Completion(pending[0].cid, status, pending[0].result)
 
     def close(self) -> None:
-        self._break(Unreachable(f"nvme/tcp {self.where}: closed"))
+        lib.nvt_shutdown(self._engine)  # every thread in the engine has left when it returns
         self.sock.close()
 
 
@@ -255,9 +174,10 @@ class Io:
         failures = []
         for pending in self.pending:  # wait for all, so that none lands in the buffer later
             try:
-                completion = self.queue.wait(pending)
-                if not completion.ok:
-                    _check(completion, f"{self.verb} of {self.length} bytes at byte {self.offset}")
+                status = self.queue.wait(pending)
+                if status:
+                    _check(t.Completion(pending[0].cid, status),
+                           f"{self.verb} of {self.length} bytes at byte {self.offset}")
             except (CrailError, OSError) as exc:
                 failures.append(exc)
         self.pending.clear()
@@ -306,7 +226,9 @@ class Controller:
 
     def _connect(self, queue: Queue, qid: int, entries: int, cntlid: int) -> int:
         kato = self.kato_ms if qid == 0 else 0
-        fields = struct.pack("<HHHBxI", 0, qid, entries - 1, 0, kato).ljust(24, b"\0")
+        # SQ flow control off: our depth bounds what is in flight, and reads may end
+        # with C2HData alone, one PDU less
+        fields = struct.pack("<HHHBxI", 0, qid, entries - 1, t.DISABLE_SQ_FLOW, kato).ljust(24, b"\0")
         data = bytearray(1024)
         data[0:16] = self.hostid
         struct.pack_into("<H", data, 16, cntlid)
@@ -356,11 +278,11 @@ class Controller:
 
     def read(self, ns: Namespace, lba: int, dest: memoryview) -> None:
         """Read whole blocks from `lba` into `dest`."""
-        self.pread(ns, lba * ns.block_size, dest)
+        self.start_read(ns, lba * ns.block_size, dest).result()
 
     def write(self, ns: Namespace, lba: int, data: memoryview) -> None:
         """Write whole blocks at `lba`."""
-        self.pwrite(ns, lba * ns.block_size, data)
+        self.start_write(ns, lba * ns.block_size, data).result()
 
     def pread(self, ns: Namespace, offset: int, dest: memoryview) -> None:
         self.start_read(ns, offset, dest).result()
@@ -373,6 +295,11 @@ class Controller:
         land in `dest` directly, a partly covered first or last block comes through a
         block buffer. One command per `max_transfer` bytes, all in flight at once."""
         io = Io(self.io, "read", offset, len(dest))
+        bs, size = ns.block_size, len(dest)
+        if not offset % bs and not size % bs and size <= self.max_transfer and size <= bs * MAX_NLB:
+            io.pending.append(self.io.submit(  # whole blocks, one command: the common case
+                t.read_write(READ, ns.nsid, offset // bs, len(dest) // bs), data_in=dest))
+            return io
         for lba, within, piece in self._split(ns, offset, dest):
             if within is None:
                 self._submit(io, READ, ns, lba, piece)
@@ -421,18 +348,21 @@ class Controller:
     def _submit(self, io: "Io", opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
         """Submit whole blocks of `buf` at `lba`, in commands of at most `max_transfer` and
         MAX_NLB blocks (nvmet gives a namespace on 9p 1-byte LBAs, so the second can bind)."""
-        most = min(self.max_transfer, MAX_NLB * ns.block_size)
-        step = max(most // ns.block_size * ns.block_size, ns.block_size)
+        step = self._step(ns)
         for start in range(0, len(buf), step):
             piece = buf[start : start + step]
-            cdw10 = struct.pack("<QI", lba + start // ns.block_size,
-                                len(piece) // ns.block_size - 1).ljust(24, b"\0")
-            command = t.Command(opcode, nsid=ns.nsid, cdw10=cdw10)
+            command = t.read_write(opcode, ns.nsid, lba + start // ns.block_size,
+                                   len(piece) // ns.block_size)
             if opcode == READ:
                 io.pending.append(self.io.submit(command, data_in=piece))
             else:
                 io.pending.append(self.io.submit(command, piece,
                                                  in_capsule=len(piece) <= self.in_capsule))
+
+    def _step(self, ns: Namespace) -> int:
+        """The most bytes one command of `ns` moves."""
+        most = min(self.max_transfer, MAX_NLB * ns.block_size)
+        return max(most // ns.block_size * ns.block_size, ns.block_size)
 
     @property
     def broken(self) -> bool:

@@ -18,7 +18,6 @@ import pytest
 
 from crailpy.datanode_nvmf import nvmet
 from crailpy.protocol import nvme_tcp
-from crailpy.protocol.nvme_tcp import Command
 from crailpy.transports.nvme_initiator import READ, Controller, NvmeError
 
 WHY = nvmet.available() if os.geteuid() == 0 else "needs root"
@@ -90,10 +89,10 @@ def test_many_commands_in_flight_and_many_threads(controller: Controller) -> Non
     controller.write(ns, 0, memoryview(data))
     back = bytearray(len(data))
     view = memoryview(back)
-    pending = [controller.io.submit(
-        Command(READ, nsid=1, cdw10=struct.pack("<QI", i, 0).ljust(24, b"\0")),
-        data_in=view[i * ns.block_size : (i + 1) * ns.block_size]) for i in range(64)]
-    assert all(controller.io.wait(p).ok for p in pending)  # 64 in flight on one queue
+    pending = [controller.io.submit(nvme_tcp.read_write(READ, 1, i, 1),
+                                    data_in=view[i * ns.block_size : (i + 1) * ns.block_size])
+               for i in range(64)]
+    assert all(controller.io.wait(p) == 0 for p in pending)  # 64 in flight on one queue
     assert back == data
 
     def worker(i: int) -> None:

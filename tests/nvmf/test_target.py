@@ -17,7 +17,7 @@ import pytest
 from crailpy.datanode_nvmf.target import Target
 from crailpy.errors import Unreachable
 from crailpy.protocol import nvme_tcp as t
-from crailpy.transports.nvme_initiator import Controller, NvmeError
+from crailpy.transports.nvme_initiator import WRITE, Controller, NvmeError
 
 NQN = "nqn.2026-11.io.crailpy:builtin-test"
 SIZE = 16 << 20
@@ -106,7 +106,7 @@ def test_hostile_pdus_get_a_termination_request_and_others_go_on(target: Target,
 def test_a_host_that_leaves_mid_write_does_not_stop_the_target(target: Target) -> None:
     ctrl = Controller("127.0.0.1", target.port, NQN)
     ns = ctrl.namespace(1)
-    pending = ctrl.io.submit(t.Command(0x01, nsid=1, cdw10=struct.pack("<QH", 0, 31).ljust(24, b"\0")),
+    pending = ctrl.io.submit(t.read_write(WRITE, ns.nsid, 0, 32),
                              bytes(128 << 10))  # the target sends R2T; we never answer
     ctrl.io.sock.close()
     with pytest.raises((Unreachable, OSError)):
