@@ -21,8 +21,8 @@ SLOW = float(os.environ.get("CRAILPY_TEST_SLOW", "1"))
 
 def tier(wanted: str) -> str:
     """The tier a test's datanode runs as: with CRAILPY_TEST_TRANSPORT=nvmf every datanode
-    exports its blocks over NVMe/TCP (CRAILPY_TEST_NVMF_BACKEND: builtin, or nvmet in the
-    VM), so that the client suite runs over the nvmf transport."""
+    exports its blocks over NVMe/TCP (CRAILPY_TEST_NVMF_BACKEND: builtin, nvmet in the VM,
+    or spdk), so that the client suite runs over the nvmf transport."""
     return "nvmf" if TRANSPORT == "nvmf" else wanted
 
 
@@ -33,7 +33,10 @@ def not_over_nvmf(why: str) -> pytest.MarkDecorator:
 
 def nvmf_datanode_flags() -> dict[str, str]:
     backend = os.environ.get("CRAILPY_TEST_NVMF_BACKEND", "builtin")
-    return {"nvmf_backend": backend, **({"nvmf_port": "4420"} if backend != "builtin" else {})}
+    flags = {"nvmf_backend": backend, **({"nvmf_port": "4420"} if backend != "builtin" else {})}
+    if backend == "spdk":  # a running nvmf_tgt's RPC socket (docs/nvmf.md, "Testing")
+        flags["spdk_socket"] = os.environ["CRAILPY_TEST_SPDK_SOCKET"]
+    return flags
 
 
 def dram_datanode_flags() -> dict[str, str]:
