@@ -278,11 +278,11 @@ class Controller:
 
     def read(self, ns: Namespace, lba: int, dest: memoryview) -> None:
         """Read whole blocks from `lba` into `dest`."""
-        self.start_read(ns, lba * ns.block_size, dest).result()
+        self.pread(ns, lba * ns.block_size, dest)
 
     def write(self, ns: Namespace, lba: int, data: memoryview) -> None:
         """Write whole blocks at `lba`."""
-        self.start_write(ns, lba * ns.block_size, data).result()
+        self.pwrite(ns, lba * ns.block_size, data)
 
     def pread(self, ns: Namespace, offset: int, dest: memoryview) -> None:
         self.start_read(ns, offset, dest).result()
@@ -296,7 +296,7 @@ class Controller:
         block buffer. One command per `max_transfer` bytes, all in flight at once."""
         io = Io(self.io, "read", offset, len(dest))
         bs, size = ns.block_size, len(dest)
-        if not offset % bs and not size % bs and size <= self.max_transfer and size <= bs * MAX_NLB:
+        if not offset % bs and not size % bs and size <= self._step(ns):
             io.pending.append(self.io.submit(  # whole blocks, one command: the common case
                 t.read_write(READ, ns.nsid, offset // bs, len(dest) // bs), data_in=dest))
             return io

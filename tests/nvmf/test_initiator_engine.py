@@ -46,9 +46,13 @@ def command_of(sock: socket.socket) -> tuple[t.Command, bytes]:
     return t.Command.decode(header[8:]), rest[max(pdo - 72, 0):]
 
 
+def _pdu(ptype: t.PduType, body: object, data: bytes = b"", flags: int = 0, cpda: int = 0) -> bytes:
+    return b"".join(bytes(part) for part in t.encode(ptype, body, data, flags, cpda=cpda))
+
+
 def send(sock: socket.socket, ptype: t.PduType, body: object, data: bytes = b"",
          flags: int = 0) -> None:
-    sock.sendall(b"".join(bytes(part) for part in t.encode(ptype, body, data, flags)))
+    sock.sendall(_pdu(ptype, body, data, flags))
 
 
 @pytest.fixture
@@ -95,9 +99,8 @@ def test_data_in_several_pdus_with_padding_lands_in_place(controller) -> None:
         command, _ = command_of(sock)
         assert command.sgl.length == len(payload)
         send(sock, t.PduType.C2H_DATA, t.DataHeader(command.cid, 0, 1000, 2000), payload[1000:])
-        raw = b"".join(bytes(p) for p in t.encode(t.PduType.C2H_DATA,
-                                                   t.DataHeader(command.cid, 0, 0, 1000),
-                                                   payload[:1000], cpda=7))  # data at byte 32
+        raw = _pdu(t.PduType.C2H_DATA, t.DataHeader(command.cid, 0, 0, 1000), payload[:1000],
+                   cpda=7)  # data at byte 32
         assert raw[3] == 32
         sock.sendall(raw)
         send(sock, t.PduType.CAPSULE_RESP, t.Completion(command.cid, result=0x1234))
@@ -178,10 +181,6 @@ def _hostile(answer: Callable[[t.Command], bytes]) -> Script:
         _exactly(sock, 1)  # until the initiator hangs up
 
     return script
-
-
-def _pdu(ptype: t.PduType, body: object, data: bytes = b"", flags: int = 0) -> bytes:
-    return b"".join(bytes(p) for p in t.encode(ptype, body, data, flags))
 
 
 HOSTILE = {
