@@ -244,15 +244,24 @@ class BlockAllocator:
         return candidates[self._cursor[cls] % len(candidates)]
 
     def trim(self, block: int, nbytes: int) -> int:
-        """Keep the smallest chunk of `block` that holds its first `nbytes`; free the rest."""
+        """Keep the smallest chunk of `block` that holds its first `nbytes`; the rest is
+        free at once (see `commit_freed`)."""
         datanode, order, unit = unpack(block)
         keep = order_for(nbytes)
         node = self.datanodes.get(datanode)
         if keep >= order or node is None:
             return block
         for half in range(order - 1, keep - 1, -1):  # the upper halves, largest first
-            node.give_back(unit + (1 << half), half)
+            node.give_back(unit + (1 << half), half, handed_out=False)
         return pack(datanode, keep, unit)
+
+    def commit_freed(self, blocks: list[int]) -> None:
+        """Free what a committing file did not use. It needs no new key: only the file's
+        writer had it located, and a writer commits only once every WRITE it sent was
+        answered, so no transfer can reach it any more. (Space freed in quarantine here
+        made a writer of many files under a block each run out of blocks: each took a
+        whole block and gave most of it back only a heartbeat later.)"""
+        self.free(blocks, handed_out=False)
 
     def free(self, blocks: list[int], handed_out: bool = True) -> None:
         """Free chunks; those `handed_out` (located for a client) wait for a new key."""

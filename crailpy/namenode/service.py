@@ -183,7 +183,7 @@ class NamenodeService:
             self._drop(open_file)  # the reservation should have prevented this; never clobber
             raise Exists(f"{old.path()} exists")
         del self.open_files[node.id]
-        self.alloc.free(node.blocks[needed:])
+        self.alloc.commit_freed(node.blocks[needed:])
         del node.blocks[needed:]
         if needed:  # the last block keeps only the chunk its bytes need
             node.blocks[-1] = self.alloc.trim(node.blocks[-1], req.size - (needed - 1) * self.block_size)

@@ -61,10 +61,21 @@ def test_trim_keeps_what_the_bytes_need(alloc: BlockAllocator) -> None:
     assert used(alloc) == 0
 
 
+def test_what_a_commit_gives_back_is_free_at_once(alloc: BlockAllocator) -> None:
+    node = next(iter(alloc.datanodes.values()))
+    blocks = alloc.allocate(0, -1, 4)
+    alloc.commit_freed(blocks[2:])
+    alloc.trim(blocks[1], UNIT)
+    alloc.trim(blocks[0], BLOCK // 2)
+    assert node.freeing_units == 0 and not node.rotations()  # no new key needed
+    assert used(alloc) == BLOCK // UNIT // 2 + 1
+    assert len(alloc.allocate(0, -1, 2)) == 2  # the unused blocks, again
+    assert len(alloc.allocate(0, -1, 1, order=3)) == 1  # half of the first block's tail
+
+
 def test_fragments_serve_small_requests_before_new_blocks(alloc: BlockAllocator) -> None:
     [block] = alloc.allocate(0, -1, 1)
     alloc.trim(block, UNIT)
-    rotate(alloc)
     node = next(iter(alloc.datanodes.values()))
     before = node.next_unused
     alloc.allocate(0, -1, 15, order=0)
