@@ -55,8 +55,11 @@ class Channel:
                  peer: str = "server", spin: float = 0.0, bulk: bool = False) -> None:
         self.address = address
         self.peer = peer
+        # An ASCII name goes to getaddrinfo as bytes: a str would be IDNA-encoded first, and
+        # importing that codec costs a short-lived client a millisecond.
+        host = address[0].encode() if address[0].isascii() else address[0]
         try:
-            self.sock = socket.create_connection(address, timeout=connect_timeout)
+            self.sock = socket.create_connection((host, address[1]), timeout=connect_timeout)
         except socket.timeout:
             raise Timeout(f"{peer} at {address[0]}:{address[1]} did not answer within "
                           f"{connect_timeout} s") from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import collections
-import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
@@ -26,7 +26,6 @@ from crailpy.transports.tcp import TcpEndpoint
 if TYPE_CHECKING:
     import concurrent.futures
 
-log = logging.getLogger(__name__)
 TRANSPORTS = ("auto", "tcp", "rdma")
 
 
@@ -118,8 +117,7 @@ class Store:
             from crailpy.transports.nvmf import NvmfEndpoint
 
             endpoint: Endpoint = NvmfEndpoint(datanode, self.config.client)
-            log.info("datanode %d (%s:%d): nvmf, subsystem %s on port %d", datanode.id,
-                     datanode.host, datanode.port, datanode.nvmf.nqn, datanode.nvmf.port)
+            _log_transport(datanode, f"nvmf, subsystem {datanode.nvmf.nqn} on port {datanode.nvmf.port}")
             return endpoint
         if transport == "rdma":
             from crailpy.transports.rdma import RdmaEndpoint
@@ -137,8 +135,7 @@ class Store:
                               f"cannot use rdma: {reason}")
         if transport == "tcp":
             endpoint = TcpEndpoint(datanode.host, datanode.port, self.config.client)
-        log.info("datanode %d (%s:%d): %s%s", datanode.id, datanode.host, datanode.port,
-                 transport, f" (not rdma: {reason})" if reason else "")
+        _log_transport(datanode, transport + (f" (not rdma: {reason})" if reason else ""))
         return endpoint
 
     def _choose(self, datanode: m.DatanodeInfo) -> tuple[str, str]:
@@ -399,6 +396,16 @@ class Store:
             out.append(BlockLocation(index, f"{datanode.host}:{datanode.port}",
                                      names[datanode.storage_class], self.transport_for(datanode)))
         return out
+
+
+def _log_transport(datanode: m.DatanodeInfo, how: str) -> None:
+    """Say which transport serves `datanode`, if the program uses `logging`: one that never
+    imported it has no handler that shows INFO, and importing it would cost a short-lived
+    client a tenth of its life."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger(__name__).info("datanode %d (%s:%d): %s", datanode.id, datanode.host,
+                                         datanode.port, how)
 
 
 def _container_flags(exist_ok: bool, parents: bool) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -122,6 +124,16 @@ def test_blocks_spread_over_datanodes(store: crailpy.Store) -> None:
     store.put("/spread", os.urandom(8 * BLOCK))
     addresses = {loc.address for loc in store.block_locations("/spread")}
     assert len(addresses) == 2  # both DRAM datanodes, none of flash
+
+
+def test_each_datanode_reached_is_logged_with_its_transport(
+        store: crailpy.Store, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="crailpy.client")
+    store.put("/logged", os.urandom(8 * BLOCK))
+    said = [r.getMessage() for r in caplog.records if r.name == "crailpy.client"]
+    assert len(said) == 2, said
+    assert all(re.fullmatch(r"datanode \d+ \(127\.0\.0\.1:\d+\): (tcp|rdma|nvmf)\b.*", s)
+               for s in said), said
 
 
 @testbed.not_over_nvmf("no DRAM to fill")
