@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from crailpy import cluster as cluster_ops
-from crailpy.config import Config
+from crailpy.config import Config, NamenodeConfig
 
 SPAWN = mp.get_context("spawn")
 
@@ -41,8 +41,10 @@ class Crail:
 
 @contextlib.contextmanager
 def crail_cluster(dram_datanodes: int = 2, dram_capacity: int = 1 << 30, flash_datanodes: int = 0,
-                  flash_capacity: int = 1 << 30, block_size: int = 1 << 20) -> Iterator[Crail]:
-    """A namenode and datanodes as real processes, as `crailpy cluster start` makes them."""
+                  flash_capacity: int = 1 << 30,
+                  block_size: int = NamenodeConfig().block_size) -> Iterator[Crail]:
+    """A namenode and datanodes as real processes, as `crailpy cluster start` makes them,
+    with the block size a user gets unless told otherwise."""
     state = Path(tempfile.mkdtemp(prefix="crailpy-bench-"))
     conf = state / "crailpy.toml"
     port = free_port()

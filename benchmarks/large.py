@@ -49,8 +49,8 @@ def crail_worker(barrier, results, address: str, sizes: list[int], volume: int, 
             buffers = {s: _payload(s) for s in sizes}
             into = {s: bytearray(s) for s in sizes}
 
-            def write(size: int, i: int) -> None:
-                with store.create(f"/large/c{index}/{size}-{i}", size_hint=size) as f:
+            def write(size: int, i: int) -> None:  # an object of known size, as put() writes it
+                with store.create(f"/large/c{index}/{size}-{i}", size_hint=size, exact=True) as f:
                     f.write(buffers[size])
 
             def read(size: int, i: int) -> None:
