@@ -262,6 +262,16 @@ int nvt_wait(nvt_queue *q, nvt_command *command)
     return status;
 }
 
+int nvt_execute(nvt_queue *q, const uint8_t *sqe, char *data_in, size_t in_len,
+                const char *data_out, size_t out_len, int in_capsule)
+{
+    nvt_command command = {0, 0, 0, 0};
+    /* A failed submit leaves the queue failed: the wait then says -1, once no
+     * thread is in the buffers any more. */
+    nvt_submit(q, &command, sqe, data_in, in_len, data_out, out_len, in_capsule);
+    return nvt_wait(q, &command);
+}
+
 /* The slot of a command the controller names, or -1 (the queue failed) if none is in flight. */
 static int slot_of(nvt_queue *q, uint16_t cid, struct slot *slot, const char *what)
 {

@@ -43,6 +43,12 @@ int nvt_submit(nvt_queue *q, nvt_command *command, const uint8_t *sqe, char *dat
  * command's buffers any more. */
 int nvt_wait(nvt_queue *q, nvt_command *command);
 
+/* nvt_submit and nvt_wait in one call, for a command whose result dwords
+ * nobody needs (reads and writes): one crossing into C per I/O instead of
+ * two, and no command record for Python to allocate. The status, or -1. */
+int nvt_execute(nvt_queue *q, const uint8_t *sqe, char *data_in, size_t in_len,
+                const char *data_out, size_t out_len, int in_capsule);
+
 /* Fail the queue and wake every thread in it; on return no thread uses the
  * socket, which may then be closed. */
 void nvt_shutdown(nvt_queue *q);

@@ -110,20 +110,29 @@ class Queue:
         `data_out` goes in the capsule or on R2T; C2HData lands in `data_in`; both must
         stay untouched until `wait` returns. With the queue full, this waits."""
         command = ffi.new("nvt_command *")
-        pending: Pending = (command,)  # the record, then the buffers to let go of after the wait
-        into, in_len, out = ffi.NULL, 0, ffi.NULL
-        if data_in is not None:
-            if data_in.readonly:
-                raise ValueError("nvme/tcp: a read into a read-only buffer")
-            into, in_len = ffi.from_buffer("char[]", data_in), len(data_in)
-            pending += (into,)
-        if data_out:
-            out = ffi.from_buffer("char[]", data_out)
-            pending += (out,)
+        into, in_len, out = _views(data_out, data_in)
+        # the record, then the buffers to let go of after the wait
+        pending: Pending = (command, *(view for view in (into, out) if view != ffi.NULL))
         self._in_flight[command] = pending
         if lib.nvt_submit(self._engine, command, sqe, into, in_len, out, len(data_out), in_capsule):
             self.wait(pending)  # the queue failed: this raises why, and lets go
         return pending
+
+    def run(self, sqe: bytes, data_out: bytes | memoryview = b"",
+            data_in: memoryview | None = None, in_capsule: bool = False) -> int:
+        """`submit` and `wait` in one call into the engine: the status. For reads and
+        writes, whose result dwords nobody needs; the I/O of one at a time gained
+        (docs/benchmarks.md)."""
+        into, in_len, out = _views(data_out, data_in)
+        try:
+            status = lib.nvt_execute(self._engine, sqe, into, in_len, out, len(data_out), in_capsule)
+        finally:
+            for view in (into, out):
+                if view != ffi.NULL:
+                    ffi.release(view)
+        if status < 0:
+            raise self._error()
+        return status
 
     def wait(self, pending: Pending) -> int:
         """Wait for a command: its status (0 is success)."""
@@ -153,11 +162,29 @@ class Queue:
         self.sock.close()
 
 
+def _views(data_out: bytes | memoryview, data_in: memoryview | None) -> tuple[Any, int, Any]:
+    """The engine's views of a command's buffers (ffi.NULL for none): where C2HData
+    lands, its length, and what goes out."""
+    into, in_len, out = ffi.NULL, 0, ffi.NULL
+    if data_in is not None:
+        if data_in.readonly:
+            raise ValueError("nvme/tcp: a read into a read-only buffer")
+        into, in_len = ffi.from_buffer("char[]", data_in), len(data_in)
+    if data_out:
+        out = ffi.from_buffer("char[]", data_out)
+    return into, in_len, out
+
+
 def _check(completion: t.Completion, what: str) -> t.Completion:
     if not completion.ok:
         sct, sc = completion.status >> 8 & 0x7, completion.status & 0xFF
         raise NvmeError(f"{what}: status type {sct:#x}, code {sc:#x}")
     return completion
+
+
+def _check_transfer(status: int, verb: str, offset: int, length: int) -> None:
+    if status:
+        _check(t.Completion(0, status), f"{verb} of {length} bytes at byte {offset}")
 
 
 class Io:
@@ -174,10 +201,7 @@ class Io:
         failures = []
         for pending in self.pending:  # wait for all, so that none lands in the buffer later
             try:
-                status = self.queue.wait(pending)
-                if status:
-                    _check(t.Completion(pending[0].cid, status),
-                           f"{self.verb} of {self.length} bytes at byte {self.offset}")
+                _check_transfer(self.queue.wait(pending), self.verb, self.offset, self.length)
             except (CrailError, OSError) as exc:
                 failures.append(exc)
         self.pending.clear()
@@ -285,20 +309,36 @@ class Controller:
         self.pwrite(ns, lba * ns.block_size, data)
 
     def pread(self, ns: Namespace, offset: int, dest: memoryview) -> None:
-        self.start_read(ns, offset, dest).result()
+        if self._one_command(ns, offset, len(dest)):
+            _check_transfer(self.io.run(self._rw(READ, ns, offset, dest), data_in=dest),
+                            "read", offset, len(dest))
+        else:
+            self.start_read(ns, offset, dest).result()
 
     def pwrite(self, ns: Namespace, offset: int, data: memoryview) -> None:
-        self.start_write(ns, offset, data).result()
+        if self._one_command(ns, offset, len(data)):
+            _check_transfer(self.io.run(self._rw(WRITE, ns, offset, data), data,
+                                        in_capsule=len(data) <= self.in_capsule),
+                            "write", offset, len(data))
+        else:
+            self.start_write(ns, offset, data).result()
+
+    def _one_command(self, ns: Namespace, offset: int, size: int) -> bool:
+        """Whether [offset, offset + size) is whole blocks that one command moves."""
+        bs = ns.block_size
+        return not offset % bs and not size % bs and size <= self._step(ns)
+
+    @staticmethod
+    def _rw(opcode: int, ns: Namespace, offset: int, buf: memoryview) -> bytes:
+        return t.read_write(opcode, ns.nsid, offset // ns.block_size, len(buf) // ns.block_size)
 
     def start_read(self, ns: Namespace, offset: int, dest: memoryview) -> "Io":
         """Start reading `len(dest)` bytes at byte `offset`, aligned or not: whole blocks
         land in `dest` directly, a partly covered first or last block comes through a
         block buffer. One command per `max_transfer` bytes, all in flight at once."""
         io = Io(self.io, "read", offset, len(dest))
-        bs, size = ns.block_size, len(dest)
-        if not offset % bs and not size % bs and size <= self._step(ns):
-            io.pending.append(self.io.submit(  # whole blocks, one command: the common case
-                t.read_write(READ, ns.nsid, offset // bs, len(dest) // bs), data_in=dest))
+        if self._one_command(ns, offset, len(dest)):  # the common case
+            io.pending.append(self.io.submit(self._rw(READ, ns, offset, dest), data_in=dest))
             return io
         for lba, within, piece in self._split(ns, offset, dest):
             if within is None:

@@ -131,6 +131,25 @@ def test_success_flag_ends_a_read_without_a_response(controller) -> None:
     queue.close()
 
 
+def test_one_call_reads_writes_and_says_the_status(controller) -> None:
+    payload = os.urandom(512)
+
+    def script(sock: socket.socket) -> None:
+        command, _ = command_of(sock)
+        assert (command.opc, command.sgl.length) == (READ, len(payload))
+        send(sock, t.PduType.C2H_DATA, t.DataHeader(command.cid, 0, 0, len(payload)), payload,
+             t.Flag.LAST_PDU | t.Flag.SUCCESS)
+        command, data = command_of(sock)
+        assert (command.opc, data) == (WRITE, payload)
+        send(sock, t.PduType.CAPSULE_RESP, t.Completion(command.cid, status=0x0280))
+
+    queue = controller(script)
+    buf = bytearray(len(payload))
+    assert queue.run(read_of(1), data_in=memoryview(buf)) == 0 and buf == payload
+    assert queue.run(t.read_write(WRITE, 1, 0, 1), payload, in_capsule=True) == 0x0280
+    queue.close()
+
+
 def test_r2t_in_pieces_gets_h2cdata_of_at_most_maxh2cdata(controller) -> None:
     payload = os.urandom(10_000)
     received = bytearray(len(payload))
@@ -205,15 +224,19 @@ HOSTILE = {
 }
 
 
+@pytest.mark.parametrize("one_call", [False, True], ids=["submit and wait", "run"])
 @pytest.mark.parametrize("case", HOSTILE)
-def test_a_hostile_pdu_fails_the_queue_and_writes_nothing_outside(controller, case: str) -> None:
+def test_a_hostile_pdu_fails_the_queue_and_writes_nothing_outside(controller, case: str,
+                                                                  one_call: bool) -> None:
     answer, message = HOSTILE[case]
     queue = controller(_hostile(answer))
     memory = bytearray(b"\xee" * 192)
     buf = memoryview(memory)[64:128]
-    pending = queue.submit(read_of(1), data_in=buf)
     with pytest.raises(Unreachable, match=message):
-        queue.wait(pending)
+        if one_call:
+            queue.run(read_of(1), data_in=buf)
+        else:
+            queue.wait(queue.submit(read_of(1), data_in=buf))
     assert memory[:64] == memory[128:] == b"\xee" * 64
     assert queue.broken
     with pytest.raises(Unreachable, match=message):  # later commands fail at once, with the reason
