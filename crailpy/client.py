@@ -203,7 +203,9 @@ class Store:
         Blocks for the first `size_hint` bytes come with the create reply, so a
         file of known size needs no further allocation round trip. With `exact`,
         the file will hold at most `size_hint` bytes. Either way a file takes
-        whole blocks and, for its last bytes, only the space they need.
+        whole blocks and, for its last bytes, only the space they need. (A hint
+        under a block without `exact` reserves nothing: such a file gets its
+        chunk when it closes.)
         """
         flags = (OVERWRITE if overwrite else 0) | (PARENTS if parents else 0) | (EXACT if exact else 0)
         created = self._create(path, NodeType.FILE, storage_class, location_class, flags, size_hint)

@@ -130,6 +130,9 @@ class Writer(io.BufferedIOBase):
     A large `write` returns once its bytes are stored: until then its transfers
     read the caller's buffer (RDMA), or may have to send it again (a refused key).
     Small writes are gathered in a buffer of the writer's own and stay in flight.
+    A file without blocks yet gathers up to a whole block: if it ends within it,
+    it gets just the chunk its bytes need (a whole block cut down at commit would
+    leave fragments, docs/design.md).
     """
 
     def __init__(self, store: "Store", path: str, created: m.Created,
@@ -161,6 +164,8 @@ class Writer(io.BufferedIOBase):
         if self._limit is not None and self.tell() + len(view) > self._limit:
             raise InvalidArgument(f"{self.path} was created for at most {self._limit} bytes")
         limit = self._store.config.client.buffer_size
+        if not self._blocks:  # the file's end may come within its first block
+            limit = max(limit, self._bs)
         if len(self._buf) + len(view) <= limit:
             self._buf += view  # small writes are gathered; large ones go out as they are
             return len(view)

@@ -316,11 +316,16 @@ class NamenodeService:
     def _open(self, name: str, parent: Node, storage_class: int, location_class: int,
               reserve: int, exact: bool, session: int, overwrite: bool) -> m.Created:
         """A new file being written, with space for its first `reserve` bytes: whole blocks,
-        or for an EXACT file smaller than a block, one chunk of its size."""
+        or for an EXACT file smaller than a block, one chunk of its size. Another file
+        under a block gets nothing yet: its writer gathers its bytes and asks for just
+        their chunk at the end. A whole block, cut down at COMMIT, would leave its rest
+        in fragments that no whole block can be made of while the file lives."""
         cls = parent.storage_class if storage_class == ANY_CLASS else storage_class
         loc = parent.location_class if location_class == ANY_CLASS else location_class
         if exact and 0 < reserve < self.block_size:  # its space, or NO_SPACE: it cannot grow
             blocks = self.alloc.allocate(cls, loc, 1, order=order_for(reserve))
+        elif reserve < self.block_size:
+            blocks = []
         else:
             count = min(-(-reserve // self.block_size), MAX_BLOCKS_PER_REPLY)
             blocks = self.alloc.allocate(cls, loc, count, minimum=0)  # a hint: what is free

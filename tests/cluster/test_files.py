@@ -136,6 +136,23 @@ def test_each_datanode_reached_is_logged_with_its_transport(
                for s in said), said
 
 
+@pytest.mark.parametrize("hint", [0, 3 << 19], ids=["no hint", "a hint"])
+def test_files_under_a_block_take_chunks_not_blocks(tmp_path: Path, hint: int) -> None:
+    """Twelve files of 1.5 MiB in 32 MiB of 4 MiB blocks: with a whole block taken for
+    each (and cut down at commit), the eight blocks ran out at the ninth."""
+    cluster = start_cluster(tmp_path, dram=2, flash=0, dram_capacity=16 << 20, block_size=4 << 20)
+    try:
+        with cluster.connect() as store:
+            for i in range(12):
+                with store.create(f"/small-{i}", size_hint=hint) as f:
+                    for piece in range(24):
+                        f.write(bytes([i, piece]) * (32 << 10))
+            assert sum(d.used for d in store.usage()[1]) == 12 * (2 << 20)  # a 2 MiB chunk each
+            assert store.get("/small-11")[-2:] == bytes([11, 23])
+    finally:
+        cluster.stop()
+
+
 @testbed.not_over_nvmf("no DRAM to fill")
 def test_tiering_into_flash_when_dram_is_full(store: crailpy.Store) -> None:
     data = os.urandom(20 << 20)  # DRAM holds 16 MiB

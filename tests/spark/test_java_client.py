@@ -93,6 +93,18 @@ def test_sizes_and_ranges_java_to_python(classes: Path, cluster: Cluster) -> Non
         assert sum(d.used for d in nodes) < sum(-(-n // BLOCK) * BLOCK for n in names)
 
 
+def test_files_under_a_block_take_chunks_not_blocks(classes: Path, tmp_path: Path) -> None:
+    """Twelve files of 1.5 MiB in 32 MiB of 4 MiB blocks: with a whole block taken for
+    each (and cut down at commit), the eight blocks ran out at the ninth."""
+    cluster = start_cluster(tmp_path, dram=2, flash=0, dram_capacity=16 << 20, block_size=4 << 20)
+    try:
+        run_check(classes, cluster.address, "small-files", "12", str(3 << 19))
+        with cluster.connect() as store:
+            assert sum(d.used for d in store.usage()[1]) == 12 * (2 << 20)  # a 2 MiB chunk each
+    finally:
+        cluster.stop()
+
+
 def test_python_to_java(classes: Path, cluster: Cluster) -> None:
     sizes = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 7 * BLOCK + 3]
     with cluster.connect() as store:

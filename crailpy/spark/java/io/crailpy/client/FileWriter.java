@@ -6,6 +6,7 @@ import java.io.OutputStream;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
@@ -19,9 +20,11 @@ import java.util.concurrent.atomic.AtomicReference;
  *
  * <p>Bytes are gathered into pieces of up to {@link #PIECE} bytes that never cross a block
  * boundary; each full piece goes out as one WRITE while the caller goes on, with at most
- * {@link #INFLIGHT} pieces in flight across datanodes. {@link #flush} sends nothing: a piece
- * goes out when it is full or at close, so the last piece is known to end the file and a
- * small file takes a chunk of its size, not a block. Blocks are allocated as the Python client
+ * {@link #INFLIGHT} pieces in flight across datanodes. The first piece may grow to a whole
+ * block. {@link #flush} sends nothing: a piece goes out when it is full or at close, so the
+ * last piece is known to end the file and a file that ends within its first block takes a
+ * chunk of its size, not a block (a whole block cut down at commit leaves fragments of which
+ * no whole block can be made while the file lives). Blocks are allocated as the Python client
  * does: for a piece past the file's blocks, ALLOC_BLOCKS for it and, ahead of need, as many as
  * the file has (up to {@link #ALLOC_AHEAD}); for the last piece, the whole blocks up to it and a
  * {@code tail} chunk. A WRITE refused as {@code STALE} is sent again after GET_BLOCKS with the
@@ -87,8 +90,12 @@ public final class FileWriter extends OutputStream {
             if (buf == null) {
                 buf = takeBuffer();
             }
-            int room = (int) Math.min(pieceSize - filled, blockSize - (sent + filled) % blockSize);
+            int most = sent == 0 ? blockSize : pieceSize;
+            int room = (int) Math.min(most - filled, blockSize - (sent + filled) % blockSize);
             int n = Math.min(room, len);
+            if (filled + n > buf.length) { // the first piece, past PIECE
+                buf = Arrays.copyOf(buf, Math.min(most, Math.max(2 * buf.length, filled + n)));
+            }
             System.arraycopy(b, off, buf, filled, n);
             filled += n;
             off += n;

@@ -56,6 +56,7 @@ public final class ClientCheck {
         switch (mode) {
             case "wire": wire(args[0]); break;
             case "sizes": sizes(); break;
+            case "small-files": smallFiles(Integer.parseInt(args[0]), Integer.parseInt(args[1])); break;
             case "read-python": readPython(args); break;
             case "errors": errors(); break;
             case "abort": abort(); break;
@@ -214,6 +215,17 @@ public final class ClientCheck {
 
     /** Files of 0, 1, block-1, block, block+1 and many blocks, written and read back in many ways;
      * they stay for the Python side to read. */
+    /** {@code count} files of {@code size} bytes, each under a block, written and read back. */
+    void smallFiles(int count, int size) throws Exception {
+        fs.mkdirs("/small", -1);
+        for (int i = 0; i < count; i++) {
+            write("/small/" + i, pattern(i, size), false);
+        }
+        for (int i = 0; i < count; i++) {
+            check(Arrays.equals(read("/small/" + i), pattern(i, size)), "/small/" + i + ": bytes read back differ");
+        }
+    }
+
     void sizes() throws Exception {
         fs.mkdirs("/java", -1);
         int[] sizes = {0, 1, bs - 1, bs, bs + 1, 5 * bs + 123, 40 * bs + 7};
