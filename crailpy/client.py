@@ -11,11 +11,12 @@ import builtins
 import collections
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from crailpy import config as configuration
 from crailpy.channel import Channel
-from crailpy.errors import BlockLost, CrailError, InvalidArgument, Unreachable, WrongType
+from crailpy.errors import BlockLost, CrailError, InvalidArgument, NoSpace, Unreachable, WrongType
 from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view, get_many, put_many
 from crailpy.netio import parse_address
 from crailpy.protocol import messages as m
@@ -82,6 +83,21 @@ class Store:
     def _call(self, msg: Any) -> Any:
         """One namenode RPC; a lost connection is opened again on the next call."""
         return self._channel().call(msg)
+
+    def _allocating(self, msg: Any) -> Any:
+        """A call that takes space. While the namenode answers NO_SPACE but freed space is
+        on its way back (it returns once its key region's key has changed, within about
+        a heartbeat), wait for it, up to `io_timeout`: a write that fits a moment later
+        should not fail. With nothing coming back, NO_SPACE is raised at once."""
+        deadline = time.monotonic() + self.config.client.io_timeout
+        while True:
+            try:
+                return self._call(msg)
+            except NoSpace:
+                if time.monotonic() > deadline or \
+                        not any(c.freeing for c in self._call(m.StatFs()).classes):
+                    raise
+                time.sleep(0.02)
 
     def _channel(self) -> Channel:
         with self._lock:
@@ -214,7 +230,7 @@ class Store:
     def append_part(self, path: str, location_class: int | None = None,
                     size_hint: int = 0, exact: bool = False) -> Writer:
         """A writer for one more part of the multifile at `path`; many may write at once."""
-        created = self._call(m.CreatePart(_class_or_any(location_class), EXACT if exact else 0,
+        created = self._allocating(m.CreatePart(_class_or_any(location_class), EXACT if exact else 0,
                                           size_hint, path))
         return Writer(self, f"{path} (part)", created, limit=size_hint if exact else None)
 
@@ -360,8 +376,8 @@ class Store:
     def _create(self, path: str, node_type: NodeType, storage_class: str | int | None,
                 location_class: int | None, flags: int, reserve: int = 0) -> m.Created:
         cls = self._class_number(storage_class)
-        return self._call(m.Create(node_type, cls, _class_or_any(location_class), flags, reserve,
-                                   path))
+        return self._allocating(m.Create(node_type, cls, _class_or_any(location_class), flags,
+                                         reserve, path))
 
     def _classes(self) -> builtins.list[str]:
         if self._class_names is None:

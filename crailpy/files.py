@@ -274,7 +274,7 @@ class Writer(io.BufferedIOBase):
         (up to `alloc_ahead`): a file that stays small leaves few blocks to free."""
         ahead = min(self._store.config.client.alloc_ahead, len(self._blocks))
         want = max(ahead, -(-remaining // self._bs))
-        reply = self._store._call(m.AllocBlocks(self._info.id, self._token, min(want, 4096), 0))
+        reply = self._store._allocating(m.AllocBlocks(self._info.id, self._token, min(want, 4096), 0))
         self._add_blocks(reply.datanodes, reply.blocks)
 
     def _allocate_end(self, size: int) -> None:
@@ -284,7 +284,7 @@ class Writer(io.BufferedIOBase):
         count = min(whole - len(self._blocks), 4096)
         if count < whole - len(self._blocks):
             tail = 0  # more than one reply's worth: the tail comes with a later one
-        reply = self._store._call(m.AllocBlocks(self._info.id, self._token, count, tail))
+        reply = self._store._allocating(m.AllocBlocks(self._info.id, self._token, count, tail))
         self._add_blocks(reply.datanodes, reply.blocks)
 
     def _add_blocks(self, datanodes: tuple, blocks: tuple) -> None:

@@ -153,6 +153,25 @@ def test_files_under_a_block_take_chunks_not_blocks(tmp_path: Path, hint: int) -
         cluster.stop()
 
 
+def test_a_write_waits_for_freed_space_that_is_coming_back(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path, dram=1, flash=0, dram_capacity=1 << 20)
+    try:
+        with cluster.connect() as store:
+            data = os.urandom(1 << 20)
+            store.put("/full", data)  # every block
+            with pytest.raises(errors.NoSpace):
+                store.put("/more", b"x")  # nothing is coming back: at once
+            store.delete("/full")
+            assert sum(c.freeing for c in store.usage()[0]) == 1 << 20
+            store.put("/again", data)  # its space comes back within a heartbeat or so
+            with store.create("/and-again") as f:  # the writer's allocations wait too
+                store.delete("/again")
+                f.write(data)
+            assert store.get("/and-again") == data
+    finally:
+        cluster.stop()
+
+
 @testbed.not_over_nvmf("no DRAM to fill")
 def test_tiering_into_flash_when_dram_is_full(store: crailpy.Store) -> None:
     data = os.urandom(20 << 20)  # DRAM holds 16 MiB
