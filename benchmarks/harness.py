@@ -94,11 +94,24 @@ def redis_server() -> Iterator[int]:
         proc.wait(timeout=10)
 
 
+def _worker(target: Callable[..., Any], barrier: Any, results: Any, *args: Any) -> None:
+    """One worker process: what `target(barrier, *args)` returns or raises goes to
+    `results`. A failure breaks the barrier, so that the other workers stop at it
+    instead of waiting there for this one."""
+    try:
+        results.put(target(barrier, *args))
+    except BaseException as exc:
+        barrier.abort()
+        results.put(exc)
+
+
 def run_workers(target: Callable[..., Any], args_list: list[tuple]) -> list[Any]:
-    """Run `target(barrier, results, *args)` in one process per args, started together."""
+    """Run `target(barrier, *args)` in one process per args, started together: their
+    results, or the first failure raised."""
     barrier = SPAWN.Barrier(len(args_list))
     results = SPAWN.Queue()
-    procs = [SPAWN.Process(target=target, args=(barrier, results, *args)) for args in args_list]
+    procs = [SPAWN.Process(target=_worker, args=(target, barrier, results, *args))
+             for args in args_list]
     for p in procs:
         p.start()
     out = [results.get(timeout=600) for _ in procs]

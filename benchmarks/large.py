@@ -40,48 +40,42 @@ def _phases(barrier: Any, sizes: list[int], volume: int, write, read) -> dict:
     return out
 
 
-def crail_worker(barrier, results, address: str, sizes: list[int], volume: int, index: int) -> None:
-    try:
-        import crailpy
+def crail_worker(barrier, address: str, sizes: list[int], volume: int, index: int) -> dict:
+    import crailpy
 
-        with crailpy.connect(address) as store:
-            store.mkdir(f"/large/c{index}", parents=True)
-            buffers = {s: _payload(s) for s in sizes}
-            into = {s: bytearray(s) for s in sizes}
+    with crailpy.connect(address) as store:
+        store.mkdir(f"/large/c{index}", parents=True)
+        buffers = {s: _payload(s) for s in sizes}
+        into = {s: bytearray(s) for s in sizes}
 
-            def write(size: int, i: int) -> None:  # an object of known size, as put() writes it
-                with store.create(f"/large/c{index}/{size}-{i}", size_hint=size, exact=True) as f:
-                    f.write(buffers[size])
-
-            def read(size: int, i: int) -> None:
-                path = f"/large/c{index}/{size}-{i}"
-                with store.open(path) as f:
-                    f.readinto(into[size])
-                store.delete(path)
-
-            results.put(_phases(barrier, sizes, volume, write, read))
-    except BaseException as exc:
-        results.put(exc)
-
-
-def redis_worker(barrier, results, port: int, sizes: list[int], volume: int, index: int) -> None:
-    try:
-        import redis
-
-        r = redis.Redis(port=port)
-        buffers = {s: bytes(_payload(s)) for s in sizes}
-
-        def write(size: int, i: int) -> None:
-            r.set(f"c{index}:{size}:{i}", buffers[size])
+        def write(size: int, i: int) -> None:  # an object of known size, as put() writes it
+            with store.create(f"/large/c{index}/{size}-{i}", size_hint=size, exact=True) as f:
+                f.write(buffers[size])
 
         def read(size: int, i: int) -> None:
-            key = f"c{index}:{size}:{i}"
-            assert len(r.get(key)) == size
-            r.delete(key)
+            path = f"/large/c{index}/{size}-{i}"
+            with store.open(path) as f:
+                f.readinto(into[size])
+            store.delete(path)
 
-        results.put(_phases(barrier, sizes, volume, write, read))
-    except BaseException as exc:
-        results.put(exc)
+        return _phases(barrier, sizes, volume, write, read)
+
+
+def redis_worker(barrier, port: int, sizes: list[int], volume: int, index: int) -> dict:
+    import redis
+
+    r = redis.Redis(port=port)
+    buffers = {s: bytes(_payload(s)) for s in sizes}
+
+    def write(size: int, i: int) -> None:
+        r.set(f"c{index}:{size}:{i}", buffers[size])
+
+    def read(size: int, i: int) -> None:
+        key = f"c{index}:{size}:{i}"
+        assert len(r.get(key)) == size
+        r.delete(key)
+
+    return _phases(barrier, sizes, volume, write, read)
 
 
 def _receiver(ports, sizes: list[int], volume: int) -> None:
@@ -98,24 +92,22 @@ def _receiver(ports, sizes: list[int], volume: int) -> None:
     conn.close()
 
 
-def socket_worker(barrier, results, sizes: list[int], volume: int, index: int) -> None:
+def socket_worker(barrier, sizes: list[int], volume: int, index: int) -> dict:
     """One sender process; its receiver is a child process of its own."""
-    try:
-        ports = harness.SPAWN.Queue()
-        receiver = harness.SPAWN.Process(target=_receiver, args=(ports, sizes, volume))
-        receiver.start()
-        sock = socket.create_connection(("127.0.0.1", ports.get(timeout=30)))
-        buffers = {s: _payload(s) for s in sizes}
-        ack = bytearray(1)
+    ports = harness.SPAWN.Queue()
+    receiver = harness.SPAWN.Process(target=_receiver, args=(ports, sizes, volume))
+    receiver.start()
+    sock = socket.create_connection(("127.0.0.1", ports.get(timeout=30)))
+    buffers = {s: _payload(s) for s in sizes}
+    ack = bytearray(1)
 
-        def send(size: int, i: int) -> None:
-            sock.sendall(buffers[size])
-            sock.recv_into(ack)
+    def send(size: int, i: int) -> None:
+        sock.sendall(buffers[size])
+        sock.recv_into(ack)
 
-        results.put(_phases(barrier, sizes, volume, send, send))
-        receiver.join()
-    except BaseException as exc:
-        results.put(exc)
+    phases = _phases(barrier, sizes, volume, send, send)
+    receiver.join()
+    return phases
 
 
 def _aggregate(per_worker: list[dict], size: int) -> tuple[float, float]:

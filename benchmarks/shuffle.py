@@ -10,64 +10,52 @@ from benchmarks import harness
 from benchmarks.large import _payload
 
 
-def crail_writer(barrier, results, address: str, w: int, readers: int, chunk: int) -> None:
-    try:
-        import crailpy
+def crail_writer(barrier, address: str, w: int, readers: int, chunk: int) -> tuple[float, float, int]:
+    import crailpy
 
-        data = _payload(chunk)
-        with crailpy.connect(address) as store:
-            barrier.wait()
-            t0 = time.perf_counter()
-            for r in range(readers):
-                with store.append_part(f"/shuffle/p{r}", size_hint=chunk) as f:
-                    f.write(data)
-            results.put((t0, time.perf_counter(), readers * chunk))
-    except BaseException as exc:
-        results.put(exc)
-
-
-def crail_reader(barrier, results, address: str, r: int, writers: int, chunk: int) -> None:
-    try:
-        import crailpy
-
-        into = bytearray(writers * chunk)
-        with crailpy.connect(address) as store:
-            barrier.wait()
-            t0 = time.perf_counter()
-            got = store.open_multifile(f"/shuffle/p{r}").readinto(into)
-            assert got == len(into), (got, len(into))
-            results.put((t0, time.perf_counter(), got))
-    except BaseException as exc:
-        results.put(exc)
-
-
-def redis_writer(barrier, results, port: int, w: int, readers: int, chunk: int) -> None:
-    try:
-        import redis
-
-        data = bytes(_payload(chunk))
-        client = redis.Redis(port=port)
+    data = _payload(chunk)
+    with crailpy.connect(address) as store:
         barrier.wait()
         t0 = time.perf_counter()
         for r in range(readers):
-            client.set(f"shuffle:{w}:{r}", data)
-        results.put((t0, time.perf_counter(), readers * chunk))
-    except BaseException as exc:
-        results.put(exc)
+            with store.append_part(f"/shuffle/p{r}", size_hint=chunk) as f:
+                f.write(data)
+        return (t0, time.perf_counter(), readers * chunk)
 
 
-def redis_reader(barrier, results, port: int, r: int, writers: int, chunk: int) -> None:
-    try:
-        import redis
+def crail_reader(barrier, address: str, r: int, writers: int, chunk: int) -> tuple[float, float, int]:
+    import crailpy
 
-        client = redis.Redis(port=port)
+    into = bytearray(writers * chunk)
+    with crailpy.connect(address) as store:
         barrier.wait()
         t0 = time.perf_counter()
-        got = sum(len(client.get(f"shuffle:{w}:{r}")) for w in range(writers))
-        assert got == writers * chunk
-        results.put((t0, time.perf_counter(), got))
-    except BaseException as exc:
-        results.put(exc)
+        got = store.open_multifile(f"/shuffle/p{r}").readinto(into)
+        assert got == len(into), (got, len(into))
+        return (t0, time.perf_counter(), got)
+
+
+def redis_writer(barrier, port: int, w: int, readers: int, chunk: int) -> tuple[float, float, int]:
+    import redis
+
+    data = bytes(_payload(chunk))
+    client = redis.Redis(port=port)
+    barrier.wait()
+    t0 = time.perf_counter()
+    for r in range(readers):
+        client.set(f"shuffle:{w}:{r}", data)
+    return (t0, time.perf_counter(), readers * chunk)
+
+
+def redis_reader(barrier, port: int, r: int, writers: int, chunk: int) -> tuple[float, float, int]:
+    import redis
+
+    client = redis.Redis(port=port)
+    barrier.wait()
+    t0 = time.perf_counter()
+    got = sum(len(client.get(f"shuffle:{w}:{r}")) for w in range(writers))
+    assert got == writers * chunk
+    return (t0, time.perf_counter(), got)
 
 
 def _span(results: list[tuple]) -> float:
