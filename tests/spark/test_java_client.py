@@ -105,6 +105,14 @@ def test_files_under_a_block_take_chunks_not_blocks(classes: Path, tmp_path: Pat
         cluster.stop()
 
 
+def test_a_write_waits_for_freed_space_that_is_coming_back(classes: Path, tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path, dram=1, flash=0, dram_capacity=1 << 20)
+    try:
+        run_check(classes, cluster.address, "refill", str(1 << 20))
+    finally:
+        cluster.stop()
+
+
 def test_python_to_java(classes: Path, cluster: Cluster) -> None:
     sizes = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 7 * BLOCK + 3]
     with cluster.connect() as store:

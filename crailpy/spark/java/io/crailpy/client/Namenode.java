@@ -1,6 +1,7 @@
 package io.crailpy.client;
 
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -127,10 +128,31 @@ public final class Namenode implements AutoCloseable {
         return send(Op.GET_BLOCKS, body, Namenode::blocks);
     }
 
-    /** ALLOC_BLOCKS: {@code count} whole blocks, then a chunk for {@code tail} bytes if not 0. */
+    /**
+     * ALLOC_BLOCKS: {@code count} whole blocks, then a chunk for {@code tail} bytes if not 0.
+     * Answered NO_SPACE while freed space is on its way back (docs/protocol.md 8.8: it returns
+     * once its key region's key has changed, within about a heartbeat), it asks again every
+     * 20 ms, up to the I/O timeout, as the Python client does.
+     */
     public Blocks allocBlocks(long node, long token, int count, long tail) throws IOException {
-        Wire.Encoder body = new Wire.Encoder().u64(node).u64(token).u32(count).u64(tail);
-        return call(Op.ALLOC_BLOCKS, body, Namenode::blocks);
+        long until = System.nanoTime() + ioTimeoutMs * 1_000_000L;
+        while (true) {
+            try {
+                Wire.Encoder body = new Wire.Encoder().u64(node).u64(token).u32(count).u64(tail);
+                return call(Op.ALLOC_BLOCKS, body, Namenode::blocks);
+            } catch (CrailpyException e) {
+                if (e.status() != Status.NO_SPACE || System.nanoTime() > until
+                        || statfs().classes().stream().allMatch(c -> c.freeing() == 0)) {
+                    throw e;
+                }
+            }
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new InterruptedIOException("interrupted while waiting for freed space");
+            }
+        }
     }
 
     public NodeInfo commit(long node, long token, long size) throws IOException {

@@ -57,6 +57,7 @@ public final class ClientCheck {
             case "wire": wire(args[0]); break;
             case "sizes": sizes(); break;
             case "small-files": smallFiles(Integer.parseInt(args[0]), Integer.parseInt(args[1])); break;
+            case "refill": refill(Integer.parseInt(args[0])); break;
             case "read-python": readPython(args); break;
             case "errors": errors(); break;
             case "abort": abort(); break;
@@ -224,6 +225,16 @@ public final class ClientCheck {
         for (int i = 0; i < count; i++) {
             check(Arrays.equals(read("/small/" + i), pattern(i, size)), "/small/" + i + ": bytes read back differ");
         }
+    }
+
+    /** Fill {@code capacity} bytes, fail to write more, delete, and write it all again at once. */
+    void refill(int capacity) throws Exception {
+        byte[] data = pattern(7, capacity);
+        write("/fill", data, false);
+        expect(Status.NO_SPACE, "a write with nothing freeing", () -> write("/more", new byte[bs + 1], false));
+        fs.delete("/fill", false);
+        write("/again", data, false); // its allocations wait for the blocks freed a moment ago
+        check(Arrays.equals(read("/again"), data), "/again: bytes read back differ");
     }
 
     void sizes() throws Exception {
