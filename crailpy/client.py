@@ -89,10 +89,15 @@ class Store:
         on its way back (it returns once its key region's key has changed, within about
         a heartbeat), wait for it, up to `io_timeout`: a write that fits a moment later
         should not fail. With nothing coming back, NO_SPACE is raised at once."""
+        return self._waiting_for_space(self._call, msg)
+
+    def _waiting_for_space(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)`, again every 20 ms while it raises NoSpace and freed space is coming
+        back, up to `io_timeout`. `fn` must hold nothing when it raises NoSpace."""
         deadline = time.monotonic() + self.config.client.io_timeout
         while True:
             try:
-                return self._call(msg)
+                return fn(*args)
             except NoSpace:
                 if time.monotonic() > deadline or \
                         not any(c.freeing for c in self._call(m.StatFs()).classes):
@@ -329,8 +334,10 @@ class Store:
         self.pipeline((m.Delete(int(recursive), p) for p in paths), inflight)
 
     def put_many(self, items: dict[str, Any], inflight: int = 64) -> None:
-        """`put` of every path -> value, creates, writes and commits each pipelined."""
-        put_many(self, items, inflight)
+        """`put` of every path -> value, creates, writes and commits each pipelined. Like
+        `put`, it waits for freed space that is coming back (a create refused gives back
+        what the others took before it raises)."""
+        self._waiting_for_space(put_many, self, items, inflight)
 
     def get_many(self, paths: builtins.list[str], inflight: int = 64) -> builtins.list[bytes]:
         return get_many(self, paths, inflight)

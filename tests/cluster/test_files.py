@@ -168,6 +168,10 @@ def test_a_write_waits_for_freed_space_that_is_coming_back(tmp_path: Path) -> No
                 store.delete("/again")
                 f.write(data)
             assert store.get("/and-again") == data
+            store.delete("/and-again")
+            pieces = {f"/piece-{i}": data[i << 15 : (i + 1) << 15] for i in range(32)}
+            store.put_many(pieces)  # and pipelined puts of chunks under a block, created exact
+            assert store.get_many(list(pieces)) == list(pieces.values())
     finally:
         cluster.stop()
 
