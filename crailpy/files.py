@@ -132,7 +132,8 @@ class Writer(io.BufferedIOBase):
     Small writes are gathered in a buffer of the writer's own and stay in flight.
     A file without blocks yet gathers up to a whole block: if it ends within it,
     it gets just the chunk its bytes need (a whole block cut down at commit would
-    leave fragments, docs/design.md).
+    leave fragments, docs/design.md). Until then a writer holds up to a block of
+    memory; one created with `exact` or a `size_hint` of a block or more does not.
     """
 
     def __init__(self, store: "Store", path: str, created: m.Created,
