@@ -95,14 +95,18 @@ class Store:
         """`fn(*args)`, again every 20 ms while it raises NoSpace and freed space is coming
         back, up to `io_timeout`. `fn` must hold nothing when it raises NoSpace."""
         deadline = time.monotonic() + self.config.client.io_timeout
+        last_try = False
         while True:
             try:
                 return fn(*args)
             except NoSpace:
-                if time.monotonic() > deadline or \
-                        not any(c.freeing for c in self._call(m.StatFs()).classes):
+                if last_try or time.monotonic() > deadline:
                     raise
-                time.sleep(0.02)
+                # Nothing freeing now: it may all have come back since the refusal, so one
+                # more try, at once, and that one's answer stands.
+                last_try = not any(c.freeing for c in self._call(m.StatFs()).classes)
+                if not last_try:
+                    time.sleep(0.02)
 
     def _channel(self) -> Channel:
         with self._lock:

@@ -136,14 +136,20 @@ public final class Namenode implements AutoCloseable {
      */
     public Blocks allocBlocks(long node, long token, int count, long tail) throws IOException {
         long until = System.nanoTime() + ioTimeoutMs * 1_000_000L;
+        boolean lastTry = false;
         while (true) {
             try {
                 Wire.Encoder body = new Wire.Encoder().u64(node).u64(token).u32(count).u64(tail);
                 return call(Op.ALLOC_BLOCKS, body, Namenode::blocks);
             } catch (CrailpyException e) {
-                if (e.status() != Status.NO_SPACE || System.nanoTime() > until
-                        || statfs().classes().stream().allMatch(c -> c.freeing() == 0)) {
+                if (e.status() != Status.NO_SPACE || lastTry || System.nanoTime() > until) {
                     throw e;
+                }
+                // Nothing freeing now: it may all have come back since the refusal, so one
+                // more try, at once, and that one's answer stands.
+                lastTry = statfs().classes().stream().allMatch(c -> c.freeing() == 0);
+                if (lastTry) {
+                    continue;
                 }
             }
             try {
