@@ -85,15 +85,14 @@ class Store:
         return self._channel().call(msg)
 
     def _allocating(self, msg: Any) -> Any:
-        """A call that takes space. While the namenode answers NO_SPACE but freed space is
-        on its way back (it returns once its key region's key has changed, within about
-        a heartbeat), wait for it, up to `io_timeout`: a write that fits a moment later
-        should not fail. With nothing coming back, NO_SPACE is raised at once."""
+        """A namenode call that takes space, waiting for freed space as below."""
         return self._waiting_for_space(self._call, msg)
 
     def _waiting_for_space(self, fn: Any, *args: Any) -> Any:
-        """`fn(*args)`, again every 20 ms while it raises NoSpace and freed space is coming
-        back, up to `io_timeout`. `fn` must hold nothing when it raises NoSpace."""
+        """`fn(*args)`, again every 20 ms while it raises NoSpace and freed space is on its
+        way back (it returns once its key region's key has changed, within about a
+        heartbeat), up to `io_timeout`: a write that fits a moment later should not fail.
+        With nothing coming back, NO_SPACE stands. `fn` must hold nothing when it raises."""
         deadline = time.monotonic() + self.config.client.io_timeout
         last_try = False
         while True:

@@ -110,9 +110,8 @@ class Queue:
         `data_out` goes in the capsule or on R2T; C2HData lands in `data_in`; both must
         stay untouched until `wait` returns. With the queue full, this waits."""
         command = ffi.new("nvt_command *")
-        into, in_len, out = _views(data_out, data_in)
-        # the record, then the buffers to let go of after the wait
-        pending: Pending = (command, *(view for view in (into, out) if view != ffi.NULL))
+        into, in_len, out, held = _views(data_out, data_in)
+        pending: Pending = (command, *held)  # the record, then the views to let go of after the wait
         self._in_flight[command] = pending
         if lib.nvt_submit(self._engine, command, sqe, into, in_len, out, len(data_out), in_capsule):
             self.wait(pending)  # the queue failed: this raises why, and lets go
@@ -123,13 +122,12 @@ class Queue:
         """`submit` and `wait` in one call into the engine: the status. For reads and
         writes, whose result dwords nobody needs; the I/O of one at a time gained
         (docs/benchmarks.md)."""
-        into, in_len, out = _views(data_out, data_in)
+        into, in_len, out, held = _views(data_out, data_in)
         try:
             status = lib.nvt_execute(self._engine, sqe, into, in_len, out, len(data_out), in_capsule)
         finally:
-            for view in (into, out):
-                if view != ffi.NULL:
-                    ffi.release(view)
+            for view in held:
+                ffi.release(view)
         if status < 0:
             raise self._error()
         return status
@@ -162,9 +160,10 @@ class Queue:
         self.sock.close()
 
 
-def _views(data_out: bytes | memoryview, data_in: memoryview | None) -> tuple[Any, int, Any]:
+def _views(data_out: bytes | memoryview,
+           data_in: memoryview | None) -> tuple[Any, int, Any, tuple[Any, ...]]:
     """The engine's views of a command's buffers (ffi.NULL for none): where C2HData
-    lands, its length, and what goes out."""
+    lands, its length, what goes out, and the views made, to release after the command."""
     into, in_len, out = ffi.NULL, 0, ffi.NULL
     if data_in is not None:
         if data_in.readonly:
@@ -172,7 +171,7 @@ def _views(data_out: bytes | memoryview, data_in: memoryview | None) -> tuple[An
         into, in_len = ffi.from_buffer("char[]", data_in), len(data_in)
     if data_out:
         out = ffi.from_buffer("char[]", data_out)
-    return into, in_len, out
+    return into, in_len, out, tuple(view for view in (into, out) if view != ffi.NULL)
 
 
 def _check(completion: t.Completion, what: str) -> t.Completion:
