@@ -6,10 +6,11 @@ processes, and measures crailpy's block transfers by RDMA against perftest's
 SoftRoCE device in the same run:
 
 - latency: one 4 KiB transfer at a time, p50 of 1,000. crailpy's read is
-  `Reader.pread` of an open file (its location known: one RDMA READ into the
-  caller's buffer, registered for the transfer); its write is one block write
-  of an open writer (an RDMA WRITE and the 1-byte READ that confirms
-  placement). perftest's figure is `t_typical`, its median.
+  `Reader.pread` of an open file (its location known: one RDMA READ through
+  the connection's registered scratch into the caller's buffer); its write is
+  the `write_now` of one block of an open writer, what a small file's
+  `close()` does (an RDMA WRITE and the 1-byte READ that confirms placement).
+  perftest's figure is `t_typical`, its median.
 - bandwidth: 1 MiB transfers, 16 in flight (the client's `inflight`), over the
   64 blocks of a file, in MiB/s; perftest's `BW average` with its default
   depth.
@@ -106,14 +107,14 @@ def crail_latency(store: crailpy.Store) -> tuple[dict, dict]:
         t = time.perf_counter()
         reader.pread(buf, 0)
         reads.append(time.perf_counter() - t)
-    writer = store.create("/lat-w", size_hint=LAT_SIZE)
+    writer = store.create("/lat-w", size_hint=LAT_SIZE, exact=True)
     datanode, block = writer._blocks[0]
     endpoint = store._endpoint(datanode, "/lat-w", 0)
     assert endpoint.name == "rdma"
     writes = []
     for _ in range(LAT_ITERS):
         t = time.perf_counter()
-        endpoint.write(block, 0, buf).result()
+        endpoint.write_now(block, 0, buf)
         writes.append(time.perf_counter() - t)
     writer.abort()
     return p50_p99(reads), p50_p99(writes)

@@ -119,6 +119,9 @@ class Store:
         return self._namenode is not None and self._namenode.broken is None
 
     def _endpoint(self, datanode: m.DatanodeInfo, path: str, index: int) -> Endpoint:
+        endpoint = self._endpoints.get((datanode.host, datanode.port, datanode.id))
+        if endpoint is not None and datanode.alive and not endpoint.broken:
+            return endpoint  # the common case, without the lock
         if not datanode.alive:
             raise BlockLost(f"{path}: block {index} lived on datanode {datanode.id} "
                             f"({datanode.host}:{datanode.port}), which is dead; the data is lost")

@@ -66,16 +66,18 @@ class _Window:
             self._settle()
             raise
 
+    @property
+    def idle(self) -> bool:
+        return not self._pending
+
     def _finish_one(self) -> None:
         transfer, check, retry = self._pending.popleft()
         try:
-            value = _result(transfer, retry)
+            value = _finished(transfer, retry)
             if check is not None:
                 check(value)
-        except BaseException as exc:
+        except BaseException:
             self._settle()
-            if isinstance(exc, Stale):
-                raise BlockLost(str(exc)) from None
             raise
 
     def _settle(self) -> None:
@@ -87,6 +89,25 @@ class _Window:
                 transfer.result()
             except BaseException:
                 pass
+
+
+def _finished(transfer: Any, retry: Any) -> Any:
+    """`_result`, where a refusal that stands means the block is lost."""
+    try:
+        return _result(transfer, retry)
+    except Stale as exc:
+        raise BlockLost(str(exc)) from None
+
+
+class _Refused:
+    """A transfer refused already (an endpoint's `read_now` or `write_now` raised STALE),
+    to be tried again by `_finished` as a transfer in a window would be."""
+
+    def __init__(self, refusal: Stale) -> None:
+        self.refusal = refusal
+
+    def result(self) -> Any:
+        raise self.refusal
 
 
 def _result(transfer: Any, retry: Any) -> Any:
@@ -172,7 +193,7 @@ class Writer(io.BufferedIOBase):
             return len(view)
         with self._failing():
             self._flush_buffer()
-            self._send(view)
+            self._send(view, now=True)
             self._window.drain()  # the caller may change `data` once we return
         return len(view)
 
@@ -180,7 +201,7 @@ class Writer(io.BufferedIOBase):
         """Send what is buffered and wait until every datanode has it."""
         if not self._done:
             with self._failing():
-                self._flush_buffer()
+                self._flush_buffer(now=True)
                 self._window.drain()
 
     def close(self) -> None:
@@ -189,7 +210,7 @@ class Writer(io.BufferedIOBase):
         try:
             if self._failed is not None:
                 raise self._failed
-            self._flush_buffer(final=True)
+            self._flush_buffer(final=True, now=True)
             self._window.drain()
             info = self._store._call(m.Commit(self._info.id, self._token, self._pos))
         except BaseException:
@@ -234,13 +255,15 @@ class Writer(io.BufferedIOBase):
             self._failed = self._failed or exc
             raise
 
-    def _flush_buffer(self, final: bool = False) -> None:
+    def _flush_buffer(self, final: bool = False, now: bool = False) -> None:
         if self._buf:
             buf, self._buf = self._buf, bytearray()
-            self._send(memoryview(buf), final)
+            self._send(memoryview(buf), final, now)
 
-    def _send(self, view: memoryview, final: bool = False) -> None:
-        """Send `view` at the current position; `final`: it ends the file."""
+    def _send(self, view: memoryview, final: bool = False, now: bool = False) -> None:
+        """Send `view` at the current position; `final`: it ends the file; `now`: the caller
+        waits for it next, so a lone transfer into one block goes the transport's quickest
+        way (`write_now`)."""
         done = 0
         with self._window.starting():
             while done < len(view):
@@ -252,9 +275,17 @@ class Writer(io.BufferedIOBase):
                         self._allocate(len(view) - done)
                 datanode, block = self._blocks[index]
                 chunk = view[done : done + min(self._bs - offset, len(view) - done)]
-                self._window.add(self._write_block(index, offset, chunk, datanode, block), None,
-                                 _Retry((datanode, block), functools.partial(self._relocate, index),
-                                        functools.partial(self._write_block, index, offset, chunk)))
+                retry = _Retry((datanode, block), functools.partial(self._relocate, index),
+                               functools.partial(self._write_block, index, offset, chunk))
+                if now and len(chunk) == len(view) and self._window.idle:
+                    try:
+                        self._store._endpoint(datanode, self.path, index).write_now(block, offset,
+                                                                                    chunk)
+                    except Stale as exc:
+                        _finished(_Refused(exc), retry)
+                else:
+                    self._window.add(self._write_block(index, offset, chunk, datanode, block),
+                                     None, retry)
                 done += len(chunk)
                 self._pos += len(chunk)
 
@@ -364,6 +395,19 @@ class Reader(io.BufferedIOBase):
         With a `window` shared by several readers the transfers join it and the
         caller drains it; otherwise this returns once `dest` is full.
         """
+        index, offset = divmod(position, self._bs)
+        if window is None and 0 < len(dest) <= self._bs - offset:  # one block: at once
+            datanode, block = self._locations.get(index) or self._location(index)
+            try:
+                received = self._store._endpoint(datanode, self.path, index).read_now(
+                    block, offset, dest)
+            except Stale as exc:
+                received = _finished(_Refused(exc), _Retry(
+                    (datanode, block), functools.partial(self._relocate, index),
+                    functools.partial(self._fetch, index, offset, dest)))
+            if received != len(dest):
+                _check_length(len(dest), self.path, received)
+            return
         shared = window is not None
         window = window or _Window(self._store.config.client.inflight)
         done = 0
@@ -372,7 +416,8 @@ class Reader(io.BufferedIOBase):
                 index, offset = divmod(position + done, self._bs)
                 datanode, block = self._location(index)
                 chunk = dest[done : done + min(self._bs - offset, len(dest) - done)]
-                window.add(self._fetch(index, offset, chunk, datanode, block), _expect(len(chunk), self.path),
+                window.add(self._fetch(index, offset, chunk, datanode, block),
+                           functools.partial(_check_length, len(chunk), self.path),
                            _Retry((datanode, block), functools.partial(self._relocate, index),
                                   functools.partial(self._fetch, index, offset, chunk)))
                 done += len(chunk)
@@ -412,11 +457,9 @@ def _located(datanodes: tuple, blocks: tuple) -> list[tuple[m.DatanodeInfo, m.Bl
     return [(nodes[b.datanode], b) for b in blocks]
 
 
-def _expect(length: int, path: str) -> Any:
-    def check(received: int) -> None:
-        if received != length:
-            raise BlockLost(f"{path}: a datanode returned {received} bytes for {length}")
-    return check
+def _check_length(length: int, path: str, received: int) -> None:
+    if received != length:
+        raise BlockLost(f"{path}: a datanode returned {received} bytes for {length}")
 
 
 class MultifileReader(io.BufferedIOBase):

@@ -20,6 +20,8 @@ except ImportError:  # installed without libibverbs/librdmacm headers: TCP only
     ffi = lib = None
 
 _ERRLEN = 256
+SCRATCH = lib.CRAIL_SCRATCH if lib is not None else 0  # the most `Connection.transfer` moves
+TIMED_OUT = -2  # what `Connection.transfer` returns when no completion came in time
 REMOTE_ACCESS_ERROR = 10  # IBV_WC_REM_ACCESS_ERR: the key or address is not (or no longer) valid
 
 
@@ -141,6 +143,21 @@ class Connection:
                                        int(timeout * 1000), spin_us, self._err, _ERRLEN),
                    self._err, -1)
         return [(c.id, c.status) for c in self._completions[0:n]]
+
+    def transfer(self, buf: Any, remote: int, rkey: int, write: bool, timeout_ms: int,
+                 spin_us: int) -> int:
+        """WRITE `buf` (up to `SCRATCH` bytes) to `remote` and confirm its placement, or READ
+        into it, start to finish in one call: 0 once done, the failed completion's status
+        (above 0), `TIMED_OUT`, or -1 on any other failure (`error` says why). Only with nothing else posted:
+        the caller holds the polling lock. Bare, as the latency of small transfers wants."""
+        # The view is let go of when the call returns, as its only reference goes.
+        return lib.crail_transfer(self._handle, ffi.from_buffer("char[]", buf, not write), len(buf),
+                                  remote, rkey, write, timeout_ms, spin_us, self._err, _ERRLEN)
+
+    @property
+    def error(self) -> str:
+        """Why the last call failed."""
+        return ffi.string(self._err).decode(errors="replace")
 
     @property
     def failed(self) -> bool:

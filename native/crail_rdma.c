@@ -49,6 +49,8 @@ struct crail_conn {
     struct ibv_pd *pd;
     struct ibv_comp_channel *channel;
     struct ibv_cq *cq;
+    char *scratch;          /* CRAIL_SCRATCH bytes and a fence byte, for crail_transfer */
+    crail_mr *scratch_mr;
     int connected;
     int failed;
 };
@@ -446,6 +448,15 @@ crail_conn *crail_connect(const char *host, int port, int depth, int timeout_ms,
     }
     if (expect_event(c, RDMA_CM_EVENT_ESTABLISHED, timeout_ms, "connecting", err, errlen))
         goto error;
+    c->scratch = malloc(CRAIL_SCRATCH + 1);
+    if (c->scratch == NULL) {
+        fail(err, errlen, "out of memory");
+        goto error;
+    }
+    c->scratch_mr = register_memory(c->pd, c->scratch, CRAIL_SCRATCH + 1, IBV_ACCESS_LOCAL_WRITE,
+                                    err, errlen);
+    if (c->scratch_mr == NULL)
+        goto error;
     c->connected = 1;
     return c;
 error:
@@ -546,6 +557,66 @@ static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms
     }
 }
 
+/* crail_transfer's work request ids: the Python side counts its own from 1. */
+#define TRANSFER_ID UINT64_MAX
+#define TRANSFER_DATA_ID (UINT64_MAX - 1)
+
+int crail_transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote, uint32_t rkey,
+                   int write, int timeout_ms, int spin_us, char *err, int errlen)
+{
+    uint32_t lkey = c == NULL ? 0 : crail_mr_lkey(c->scratch_mr);
+    uint64_t scratch = c == NULL ? 0 : (uint64_t)(uintptr_t)c->scratch;
+    crail_op ops[2] = {
+        {.id = write ? TRANSFER_DATA_ID : TRANSFER_ID, .local = scratch, .remote = remote,
+         .lkey = lkey, .rkey = rkey, .length = length, .write = (uint8_t)write,
+         .signaled = !write},
+        /* the fence: its answer leaves the datanode only once the WRITE is in its memory */
+        {.id = TRANSFER_ID, .local = scratch + CRAIL_SCRATCH, .remote = remote + length - 1,
+         .lkey = lkey, .rkey = rkey, .length = 1, .write = 0, .signaled = 1},
+    };
+    crail_completion done[MAX_POLL];
+    int status = 0;
+    double deadline = now_us() + timeout_ms * 1e3;
+    if (c == NULL || c->failed) {
+        fail(err, errlen, c == NULL ? "the connection is closed" : "the connection failed");
+        return -1;
+    }
+    if (length == 0 || length > CRAIL_SCRATCH) {
+        fail(err, errlen, "crail_transfer of %u bytes: from 1 to %d", length, CRAIL_SCRATCH);
+        return -1;
+    }
+    if (write)
+        memcpy(c->scratch, data, length);
+    if (post(c, ops, write ? 2 : 1, err, errlen) != 0)
+        return -1;
+    for (;;) { /* until the last request's completion, which comes, flushed, after any failure */
+        int left = (int)((deadline - now_us()) / 1e3);
+        int n = poll_cq(c, done, MAX_POLL, left < 200 ? left : 200, spin_us, err, errlen);
+        if (n == 0 && crail_conn_failed(c)) {
+            n = poll_cq(c, done, MAX_POLL, 200, 0, err, errlen); /* the flushed requests */
+            if (n == 0) {
+                fail(err, errlen, "the connection failed");
+                return -1;
+            }
+        }
+        if (n < 0)
+            return -1;
+        for (int i = 0; i < n; i++) {
+            if (done[i].id != TRANSFER_ID && done[i].id != TRANSFER_DATA_ID)
+                continue;
+            if (status == 0)
+                status = done[i].status;
+            if (done[i].id == TRANSFER_ID) {
+                if (status == 0 && !write)
+                    memcpy(data, c->scratch, length);
+                return status;
+            }
+        }
+        if (n == 0 && left <= 0)
+            return -2;
+    }
+}
+
 int crail_conn_failed(crail_conn *c)
 {
     struct rdma_cm_event *event;
@@ -573,5 +644,7 @@ void crail_close(crail_conn *c)
         rdma_destroy_id(c->id);
     if (c->events != NULL)
         rdma_destroy_event_channel(c->events);
+    crail_deregister(c->scratch_mr);
+    free(c->scratch);
     free(c);
 }

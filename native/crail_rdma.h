@@ -59,6 +59,18 @@ crail_mr *crail_register(crail_conn *conn, void *addr, size_t length, int writab
  * written to `out` (0 on timeout), -1 on error. */
 int crail_post_poll(crail_conn *conn, const crail_op *ops, int n, crail_completion *out, int max,
                     int timeout_ms, int spin_us, char *err, int errlen);
+/* Room in a connection's registered scratch buffer: what `crail_transfer` moves at most. */
+#define CRAIL_SCRATCH 65536
+/* One transfer start to finish, for a caller that would wait at once and has
+ * nothing else posted on `conn`: WRITE `length` bytes of `data` to `remote`,
+ * through the connection's registered scratch, with the 1-byte READ that
+ * confirms placement behind it (write == 1), or READ them through the scratch
+ * into `data`. No registration, and nothing returns to Python in between.
+ * Returns 0 once done, the failed completion's status (enum ibv_wc_status,
+ * above 0), -2 if `timeout_ms` passed, -1 on any other error (a closed or
+ * failed connection among them: `conn` may be NULL). */
+int crail_transfer(crail_conn *conn, void *data, uint32_t length, uint64_t remote, uint32_t rkey,
+                   int write, int timeout_ms, int spin_us, char *err, int errlen);
 /* The connection was closed by the peer or failed; posted work is flushed. */
 int crail_conn_failed(crail_conn *conn);
 void crail_close(crail_conn *conn);

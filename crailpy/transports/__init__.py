@@ -3,8 +3,10 @@
 Each transport gives an `Endpoint` per datanode with two asynchronous
 operations (Crail's `StorageEndpoint`, smaller): `write` a buffer to a block
 and `read` a block into a buffer. Both return a handle whose `result()` waits;
-the buffer is the caller's own, never copied. `tcp` works everywhere; `rdma`
-moves blocks of DRAM datanodes by one-sided RDMA where a device is.
+the buffer is the caller's own, never copied. `write_now` and `read_now` do
+the same and wait, for a caller with one transfer to make. `tcp` works
+everywhere; `rdma` moves blocks of DRAM datanodes by one-sided RDMA where a
+device is; `nvmf` moves blocks of flash datanodes by NVMe/TCP.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ class Endpoint(Protocol):
 
     def read(self, block: Block, offset: int, dest: memoryview) -> Transfer:
         """Read `len(dest)` bytes at `offset` within `block` into `dest`."""
+
+    def write_now(self, block: Block, offset: int, data: memoryview) -> int:
+        """Write and wait, for a caller with nothing else to start first: a transport may
+        have a quicker way for one transfer on its own. The number of bytes written."""
+
+    def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
+        """Read and wait, the same way: the number of bytes read."""
 
     @property
     def broken(self) -> bool:

@@ -42,6 +42,16 @@ class NvmfEndpoint:
         self._check(block)
         return self._controller.start_write(self._namespace, block.offset + offset, data)
 
+    def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
+        self._check(block)
+        self._controller.pread(self._namespace, block.offset + offset, dest)
+        return len(dest)
+
+    def write_now(self, block: Block, offset: int, data: memoryview) -> int:
+        self._check(block)
+        self._controller.pwrite(self._namespace, block.offset + offset, data)
+        return len(data)
+
     def _check(self, block: Block) -> None:
         if block.datanode != self.datanode.id:
             raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")

@@ -42,6 +42,13 @@ class TcpEndpoint:
                                                  block.key),
                                             into=dest)
 
+    def write_now(self, block: Block, offset: int, data: memoryview) -> int:
+        self.write(block, offset, data).result()
+        return len(data)
+
+    def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
+        return self.read(block, offset, dest).result()
+
     @property
     def broken(self) -> bool:
         return any(c.broken is not None for c in self._channels.values())

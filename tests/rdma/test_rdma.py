@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from crailpy import verbs
-from crailpy.errors import BlockLost, Stale, Unreachable
+from crailpy.errors import BlockLost, Displaced, Stale, Unreachable
 from crailpy.transports.rdma import RdmaEndpoint
 from tests import testbed
 from tests.cluster.conftest import BLOCK, Cluster, start_cluster
@@ -65,20 +66,23 @@ def test_reads_land_in_the_callers_numpy_array(cluster: Cluster) -> None:
     assert np.array_equal(back, data)
 
 
-def test_a_write_is_in_the_datanodes_memory_when_close_returns(cluster: Cluster) -> None:
+@pytest.mark.parametrize("size", [2 * BLOCK, 100])  # a small file's close writes at once
+def test_a_write_is_in_the_datanodes_memory_when_close_returns(cluster: Cluster, size: int) -> None:
     store = cluster.connect(transport="rdma")
-    data = os.urandom(2 * BLOCK)
+    data = os.urandom(size)
     with store.create("/placed") as f:
         f.write(data)
-    for index in range(2):
+    for index in range(-(-size // BLOCK)):
         datanode, block = datanode_info(store, "/placed", index)
         node = next(d for d in cluster.datanodes if d.id == datanode.id)
-        assert node.store.memory[block.offset : block.offset + BLOCK] == \
-            data[index * BLOCK : (index + 1) * BLOCK]
+        piece = data[index * BLOCK : (index + 1) * BLOCK]
+        assert node.store.memory[block.offset : block.offset + len(piece)] == piece
 
 
 @pytest.mark.parametrize("forge", ["key", "address"])
-def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge: str) -> None:
+@pytest.mark.parametrize("way", ["read", "read_now", "write_now"])
+def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge: str,
+                                                         way: str) -> None:
     store = cluster.connect(transport="rdma")
     store.put("/secret", b"s" * 4096)
     datanode, block = datanode_info(store, "/secret")
@@ -90,10 +94,55 @@ def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge
     endpoint = RdmaEndpoint(datanode._replace(rdma=region), store.config.client)
     dest = bytearray(4096)
     with pytest.raises(Stale):
-        endpoint.read(block, 0, memoryview(dest)).result()
+        if way == "read":  # through a staging slot, in a window
+            endpoint.read(block, 0, memoryview(dest)).result()
+        elif way == "read_now":  # one C call through the queue pair's scratch
+            endpoint.read_now(block, 0, memoryview(dest))
+        else:
+            endpoint.write_now(block, 0, memoryview(b"w" * 4096))
     assert dest == bytearray(4096) and endpoint.broken
+    with pytest.raises(Displaced):  # what it had in flight, or starts, fails as refused under it
+        endpoint.read_now(block, 0, memoryview(dest))
     endpoint.close()
     assert store.get("/secret") == b"s" * 4096  # the store's own endpoint is unharmed
+
+
+def test_transfers_at_once_and_in_windows_share_a_queue_pair(cluster: Cluster) -> None:
+    """`read_now` runs its transfer alone on the queue pair, and only when nothing else is
+    in flight there: from several threads at once, with windows of transfers in flight
+    beside them, every byte lands where it belongs."""
+    store = cluster.connect(transport="rdma")
+    data = os.urandom(8 * BLOCK)
+    with store.create("/shared", location_class=0) as f:
+        f.write(data)
+    reader = store.open("/shared")
+    errors: list[BaseException] = []
+
+    def small_reads(seed: int) -> None:
+        try:
+            for i in range(200):
+                at = (seed * 7919 + i * 4099) % (len(data) - 4096)
+                dest = bytearray(min(4096, BLOCK - at % BLOCK))
+                reader.pread(memoryview(dest), at)
+                assert dest == data[at : at + len(dest)]
+        except BaseException as exc:
+            errors.append(exc)
+
+    def whole_reads() -> None:
+        try:
+            for _ in range(10):
+                assert store.get("/shared") == data
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=small_reads, args=(n,)) for n in range(3)]
+    threads.append(threading.Thread(target=whole_reads))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600 * testbed.SLOW)
+    assert not errors, errors
+    assert store.transport_for(datanode_info(store, "/shared")[0]) == "rdma"
 
 
 def test_each_key_region_is_a_registration_of_its_own(cluster: Cluster) -> None:
