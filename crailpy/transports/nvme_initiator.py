@@ -54,6 +54,7 @@ class Namespace(NamedTuple):
     nsid: int
     blocks: int
     block_size: int
+    step: int  # the most bytes one command moves: whole blocks, up to MDTS and MAX_NLB
 
 
 # What `Queue.submit` hands back for `Queue.wait`: the command's record and its buffers,
@@ -110,10 +111,12 @@ class Queue:
         `data_out` goes in the capsule or on R2T; C2HData lands in `data_in`; both must
         stay untouched until `wait` returns. With the queue full, this waits."""
         command = ffi.new("nvt_command *")
-        into, in_len, out, held = _views(data_out, data_in)
-        pending: Pending = (command, *held)  # the record, then the views to let go of after the wait
+        into = ffi.NULL if data_in is None else _into(data_in)
+        out = ffi.from_buffer("char[]", data_out) if data_out else ffi.NULL
+        pending: Pending = (command, into, out)  # the record, then the views to let go of
         self._in_flight[command] = pending
-        if lib.nvt_submit(self._engine, command, sqe, into, in_len, out, len(data_out), in_capsule):
+        if lib.nvt_submit(self._engine, command, sqe, into, len(data_in or b""), out,
+                          len(data_out), in_capsule):
             self.wait(pending)  # the queue failed: this raises why, and lets go
         return pending
 
@@ -122,12 +125,11 @@ class Queue:
         """`submit` and `wait` in one call into the engine: the status. For reads and
         writes, whose result dwords nobody needs; the I/O of one at a time gained
         (docs/benchmarks.md)."""
-        into, in_len, out, held = _views(data_out, data_in)
-        try:
-            status = lib.nvt_execute(self._engine, sqe, into, in_len, out, len(data_out), in_capsule)
-        finally:
-            for view in held:
-                ffi.release(view)
+        # The views are arguments only: they are let go of as the call returns.
+        status = lib.nvt_execute(self._engine, sqe, ffi.NULL if data_in is None else _into(data_in),
+                                 len(data_in or b""),
+                                 ffi.from_buffer("char[]", data_out) if data_out else ffi.NULL,
+                                 len(data_out), in_capsule)
         if status < 0:
             raise self._error()
         return status
@@ -136,8 +138,9 @@ class Queue:
         """Wait for a command: its status (0 is success)."""
         status = lib.nvt_wait(self._engine, pending[0])
         self._in_flight.pop(pending[0], None)
-        for buffer in pending[1:]:  # now, not in a garbage collection: cffi crashed there,
-            ffi.release(buffer)     # releasing views of memoryviews that were already freed
+        for view in pending[1:]:  # now, not in a garbage collection: cffi crashed there,
+            if view != ffi.NULL:  # releasing views of memoryviews that were already freed
+                ffi.release(view)
         if status < 0:
             raise self._error()
         return status
@@ -160,30 +163,23 @@ class Queue:
         self.sock.close()
 
 
-def _views(data_out: bytes | memoryview,
-           data_in: memoryview | None) -> tuple[Any, int, Any, tuple[Any, ...]]:
-    """The engine's views of a command's buffers (ffi.NULL for none): where C2HData
-    lands, its length, what goes out, and the views made, to release after the command."""
-    into, in_len, out = ffi.NULL, 0, ffi.NULL
-    if data_in is not None:
-        if data_in.readonly:
-            raise ValueError("nvme/tcp: a read into a read-only buffer")
-        into, in_len = ffi.from_buffer("char[]", data_in), len(data_in)
-    if data_out:
-        out = ffi.from_buffer("char[]", data_out)
-    return into, in_len, out, tuple(view for view in (into, out) if view != ffi.NULL)
+def _into(data_in: memoryview) -> Any:
+    """The engine's view of where a command's C2HData lands."""
+    if data_in.readonly:
+        raise ValueError("nvme/tcp: a read into a read-only buffer")
+    return ffi.from_buffer("char[]", data_in)
 
 
 def _check(completion: t.Completion, what: str) -> t.Completion:
     if not completion.ok:
-        sct, sc = completion.status >> 8 & 0x7, completion.status & 0xFF
-        raise NvmeError(f"{what}: status type {sct:#x}, code {sc:#x}")
+        raise _failed(completion.status, what)
     return completion
 
 
-def _check_transfer(status: int, verb: str, offset: int, length: int) -> None:
-    if status:
-        _check(t.Completion(0, status), f"{verb} of {length} bytes at byte {offset}")
+def _failed(status: int, what: str) -> NvmeError:
+    """The error of a command that ended with `status`, not 0."""
+    sct, sc = status >> 8 & 0x7, status & 0xFF
+    return NvmeError(f"{what}: status type {sct:#x}, code {sc:#x}")
 
 
 class Io:
@@ -200,7 +196,9 @@ class Io:
         failures = []
         for pending in self.pending:  # wait for all, so that none lands in the buffer later
             try:
-                _check_transfer(self.queue.wait(pending), self.verb, self.offset, self.length)
+                if status := self.queue.wait(pending):
+                    failures.append(_failed(status, f"{self.verb} of {self.length} bytes at "
+                                                    f"byte {self.offset}"))
             except (CrailError, OSError) as exc:
                 failures.append(exc)
         self.pending.clear()
@@ -296,8 +294,9 @@ class Controller:
         raw = self.identify(0, nsid)
         blocks = struct.unpack_from("<Q", raw, 0)[0]
         lbaf = raw[26] & 0xF
-        lbads = raw[128 + 4 * lbaf + 2]
-        return Namespace(nsid, blocks, 1 << lbads)
+        block_size = 1 << raw[128 + 4 * lbaf + 2]
+        most = min(self.max_transfer, MAX_NLB * block_size)
+        return Namespace(nsid, blocks, block_size, max(most // block_size * block_size, block_size))
 
     def read(self, ns: Namespace, lba: int, dest: memoryview) -> None:
         """Read whole blocks from `lba` into `dest`."""
@@ -308,28 +307,24 @@ class Controller:
         self.pwrite(ns, lba * ns.block_size, data)
 
     def pread(self, ns: Namespace, offset: int, dest: memoryview) -> None:
-        if self._one_command(ns, offset, len(dest)):
-            _check_transfer(self.io.run(self._rw(READ, ns, offset, dest), data_in=dest),
-                            "read", offset, len(dest))
-        else:
+        if not self._one_command(ns, offset, len(dest)):
             self.start_read(ns, offset, dest).result()
+        elif status := self.io.run(t.read_write(READ, ns.nsid, offset // ns.block_size,
+                                                len(dest) // ns.block_size), data_in=dest):
+            raise _failed(status, f"read of {len(dest)} bytes at byte {offset}")
 
     def pwrite(self, ns: Namespace, offset: int, data: memoryview) -> None:
-        if self._one_command(ns, offset, len(data)):
-            _check_transfer(self.io.run(self._rw(WRITE, ns, offset, data), data,
-                                        in_capsule=len(data) <= self.in_capsule),
-                            "write", offset, len(data))
-        else:
+        if not self._one_command(ns, offset, len(data)):
             self.start_write(ns, offset, data).result()
+        elif status := self.io.run(t.read_write(WRITE, ns.nsid, offset // ns.block_size,
+                                                len(data) // ns.block_size), data,
+                                   in_capsule=len(data) <= self.in_capsule):
+            raise _failed(status, f"write of {len(data)} bytes at byte {offset}")
 
     def _one_command(self, ns: Namespace, offset: int, size: int) -> bool:
         """Whether [offset, offset + size) is whole blocks that one command moves."""
         bs = ns.block_size
-        return not offset % bs and not size % bs and size <= self._step(ns)
-
-    @staticmethod
-    def _rw(opcode: int, ns: Namespace, offset: int, buf: memoryview) -> bytes:
-        return t.read_write(opcode, ns.nsid, offset // ns.block_size, len(buf) // ns.block_size)
+        return not offset % bs and not size % bs and size <= ns.step
 
     def start_read(self, ns: Namespace, offset: int, dest: memoryview) -> "Io":
         """Start reading `len(dest)` bytes at byte `offset`, aligned or not: whole blocks
@@ -337,7 +332,7 @@ class Controller:
         block buffer. One command per `max_transfer` bytes, all in flight at once."""
         io = Io(self.io, "read", offset, len(dest))
         if self._one_command(ns, offset, len(dest)):  # the common case
-            io.pending.append(self.io.submit(self._rw(READ, ns, offset, dest), data_in=dest))
+            self._submit(io, READ, ns, offset // ns.block_size, dest)
             return io
         for lba, within, piece in self._split(ns, offset, dest):
             if within is None:
@@ -355,6 +350,9 @@ class Controller:
         that two writes sharing a block do not undo each other (a writer on another
         controller must not share blocks: crailpy's chunks are 4 KiB aligned)."""
         io = Io(self.io, "write", offset, len(data))
+        if self._one_command(ns, offset, len(data)):  # the common case
+            self._submit(io, WRITE, ns, offset // ns.block_size, data)
+            return io
         for lba, within, piece in self._split(ns, offset, data):
             if within is None:
                 self._submit(io, WRITE, ns, lba, piece)
@@ -387,9 +385,9 @@ class Controller:
     def _submit(self, io: "Io", opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
         """Submit whole blocks of `buf` at `lba`, in commands of at most `max_transfer` and
         MAX_NLB blocks (nvmet gives a namespace on 9p 1-byte LBAs, so the second can bind)."""
-        step = self._step(ns)
+        step = ns.step
         for start in range(0, len(buf), step):
-            piece = buf[start : start + step]
+            piece = buf if len(buf) <= step else buf[start : start + step]
             command = t.read_write(opcode, ns.nsid, lba + start // ns.block_size,
                                    len(piece) // ns.block_size)
             if opcode == READ:
@@ -397,11 +395,6 @@ class Controller:
             else:
                 io.pending.append(self.io.submit(command, piece,
                                                  in_capsule=len(piece) <= self.in_capsule))
-
-    def _step(self, ns: Namespace) -> int:
-        """The most bytes one command of `ns` moves."""
-        most = min(self.max_transfer, MAX_NLB * ns.block_size)
-        return max(most // ns.block_size * ns.block_size, ns.block_size)
 
     @property
     def broken(self) -> bool:
