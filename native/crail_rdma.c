@@ -564,8 +564,16 @@ static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms
 int crail_transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote, uint32_t rkey,
                    int write, int timeout_ms, int spin_us, char *err, int errlen)
 {
-    uint32_t lkey = c == NULL ? 0 : crail_mr_lkey(c->scratch_mr);
-    uint64_t scratch = c == NULL ? 0 : (uint64_t)(uintptr_t)c->scratch;
+    if (c == NULL || c->failed) {
+        fail(err, errlen, c == NULL ? "the connection is closed" : "the connection failed");
+        return -1;
+    }
+    if (length == 0 || length > CRAIL_SCRATCH) {
+        fail(err, errlen, "crail_transfer of %u bytes: from 1 to %d", length, CRAIL_SCRATCH);
+        return -1;
+    }
+    uint32_t lkey = crail_mr_lkey(c->scratch_mr);
+    uint64_t scratch = (uint64_t)(uintptr_t)c->scratch;
     crail_op ops[2] = {
         {.id = write ? TRANSFER_DATA_ID : TRANSFER_ID, .local = scratch, .remote = remote,
          .lkey = lkey, .rkey = rkey, .length = length, .write = (uint8_t)write,
@@ -577,14 +585,6 @@ int crail_transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote, 
     crail_completion done[MAX_POLL];
     int status = 0;
     double deadline = now_us() + timeout_ms * 1e3;
-    if (c == NULL || c->failed) {
-        fail(err, errlen, c == NULL ? "the connection is closed" : "the connection failed");
-        return -1;
-    }
-    if (length == 0 || length > CRAIL_SCRATCH) {
-        fail(err, errlen, "crail_transfer of %u bytes: from 1 to %d", length, CRAIL_SCRATCH);
-        return -1;
-    }
     if (write)
         memcpy(c->scratch, data, length);
     if (post(c, ops, write ? 2 : 1, err, errlen) != 0)
