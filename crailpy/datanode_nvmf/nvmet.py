@@ -21,6 +21,10 @@ CONFIGFS = Path("/sys/kernel/config")
 NVMET = CONFIGFS / "nvmet"
 FABRICS = Path("/dev/nvme-fabrics")
 OURS = range(0xCA00, 0xCB00)  # ids of the nvmet ports crailpy makes, and may remove
+# Writes up to this size travel in the command capsule on ports crailpy makes (nvmet's
+# default is 16 KiB): a 128 KiB command, an initiator's largest against nvmet, then takes
+# one round trip instead of a capsule, an R2T and the data. Both initiators use it.
+IN_CAPSULE = 128 << 10
 
 
 def available() -> str | None:
@@ -70,7 +74,7 @@ class Export:
         if listener is None:
             listener = NVMET / "ports" / str(next(i for i in OURS if i not in ports))
             listener.mkdir()
-            for name, value in wanted.items():
+            for name, value in {**wanted, "param_inline_data_size": str(IN_CAPSULE)}.items():
                 (listener / name).write_text(value)
         if int(listener.name) in OURS:
             self._undo.callback(_remove_unused, listener)

@@ -53,6 +53,9 @@ def test_nvmet_back_end_configures_the_kernel_target_and_removes_it(cluster: Clu
     subsystems = [nvmet.NVMET / "subsystems" / n.export.nqn for n in nodes]
     assert all(s.is_dir() for s in subsystems)
     assert all((s / "namespaces" / "1" / "enable").read_text().strip() == "1" for s in subsystems)
+    made = [p for p in (nvmet.NVMET / "ports").iterdir() if p.name not in ports_before]
+    for port in made:  # a port made here takes a 128 KiB write in the capsule
+        assert (port / "param_inline_data_size").read_text().strip() == str(nvmet.IN_CAPSULE)
     for node in nodes:
         _round_trip(cluster, node)
     for node in nodes:
