@@ -25,6 +25,7 @@ from crailpy.protocol import messages as m
 
 if TYPE_CHECKING:
     from crailpy.client import Store
+    from crailpy.transports import Bound
 
 MAX_TRIES = 16  # attempts of one block transfer refused as STALE (see `_result`)
 
@@ -335,6 +336,7 @@ class Reader(io.BufferedIOBase):
         self._bs = info.block_size
         self._pos = 0
         self._locations: dict[int, tuple[m.DatanodeInfo, m.Block]] = {}
+        self._bound: dict[int, Bound] = {}  # blocks read by `pread` at once, bound to endpoints
         self._remember(0, datanodes, blocks)
         self._ahead = bytearray()  # read-ahead for small reads
         self._ahead_at = 0
@@ -397,13 +399,15 @@ class Reader(io.BufferedIOBase):
         """
         index, offset = divmod(position, self._bs)
         if window is None and 0 < len(dest) <= self._bs - offset:  # one block: at once
-            datanode, block = self._locations.get(index) or self._location(index)
+            bound = self._bound.get(index)
             try:
-                received = self._store._endpoint(datanode, self.path, index).read_now(
-                    block, offset, dest)
+                received = bound.read_now(offset, dest) if bound is not None else None
+                if received is None:
+                    received = self._read_now(index, offset, dest)
             except Stale as exc:
+                self._bound.pop(index, None)
                 received = _finished(_Refused(exc), _Retry(
-                    (datanode, block), functools.partial(self._relocate, index),
+                    self._location(index), functools.partial(self._relocate, index),
                     functools.partial(self._fetch, index, offset, dest)))
             if received != len(dest):
                 _check_length(len(dest), self.path, received)
@@ -424,11 +428,21 @@ class Reader(io.BufferedIOBase):
         if not shared:
             window.drain()
 
+    def _read_now(self, index: int, offset: int, dest: memoryview) -> int:
+        """`pread`'s read within one block without a live bound block: bind it, through
+        a live endpoint, and read through it, or the general way if it cannot now."""
+        datanode, block = self._location(index)
+        endpoint = self._store._endpoint(datanode, self.path, index)
+        bound = self._bound[index] = endpoint.bind(block)
+        received = bound.read_now(offset, dest)
+        return endpoint.read(block, offset, dest).result() if received is None else received
+
     def _relocate(self, index: int, used: tuple) -> tuple:
         """Block `index` was refused as STALE at `used`: look it (and those after it) up
         again, unless another transfer's retry already has."""
         if self._locations.get(index) == used:
             del self._locations[index]
+            self._bound.pop(index, None)
         return self._location(index)
 
     def _fetch(self, index: int, offset: int, chunk: memoryview, datanode: m.DatanodeInfo,
@@ -449,6 +463,7 @@ class Reader(io.BufferedIOBase):
     def _remember(self, first: int, datanodes: tuple, blocks: tuple) -> None:
         for i, location in enumerate(_located(datanodes, blocks)):
             self._locations[first + i] = location
+            self._bound.pop(first + i, None)
 
 
 def _located(datanodes: tuple, blocks: tuple) -> list[tuple[m.DatanodeInfo, m.Block]]:

@@ -10,7 +10,7 @@ the waiting thread.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from crailpy.errors import CrailError, Unreachable
 
@@ -20,8 +20,8 @@ except ImportError:  # installed without libibverbs/librdmacm headers: TCP only
     ffi = lib = None
 
 _ERRLEN = 256
-SCRATCH = lib.CRAIL_SCRATCH if lib is not None else 0  # the most `Connection.transfer` moves
-TIMED_OUT = -2  # what `Connection.transfer` returns when no completion came in time
+SCRATCH = lib.CRAIL_SCRATCH if lib is not None else 0  # the most `Remote.transfer_now` moves
+TIMED_OUT = -2  # the status of a transfer that no completion ended in time
 REMOTE_ACCESS_ERROR = 10  # IBV_WC_REM_ACCESS_ERR: the key or address is not (or no longer) valid
 
 
@@ -119,7 +119,9 @@ class Connection:
         handle = lib.crail_connect(host.encode(), port, depth, int(timeout * 1000), err, _ERRLEN)
         if handle == ffi.NULL:
             raise Unreachable(f"rdma {host}:{port}: {ffi.string(err).decode(errors='replace')}")
-        self._handle = handle
+        # `close` frees the queue pair; the struct goes with the last reference (a
+        # `Remote` may hold one), so that a late call answers "closed", not a crash.
+        self._handle = ffi.gc(handle, lib.crail_free)
         self.device = ffi.string(lib.crail_conn_device(handle)).decode()
         self._completions = ffi.new("crail_completion[]", 32)
         self._err = ffi.new("char[]", _ERRLEN)
@@ -144,16 +146,6 @@ class Connection:
                    self._err, -1)
         return [(c.id, c.status) for c in self._completions[0:n]]
 
-    def transfer(self, buf: Any, remote: int, rkey: int, write: bool, timeout_ms: int,
-                 spin_us: int) -> int:
-        """WRITE `buf` (up to `SCRATCH` bytes) to `remote` and confirm its placement, or READ
-        into it, start to finish in one call: 0 once done, the failed completion's status
-        (above 0), `TIMED_OUT`, or -1 on any other failure (`error` says why). Only with nothing else posted:
-        the caller holds the polling lock. Bare, as the latency of small transfers wants."""
-        # The view is let go of when the call returns, as its only reference goes.
-        return lib.crail_transfer(self._handle, ffi.from_buffer("char[]", buf, not write), len(buf),
-                                  remote, rkey, write, timeout_ms, spin_us, self._err, _ERRLEN)
-
     @property
     def error(self) -> str:
         """Why the last call failed."""
@@ -167,6 +159,45 @@ class Connection:
         if self._handle is not None:
             lib.crail_close(self._handle)
             self._handle = None
+
+
+class Remote:
+    """The memory under `rkey` at `address` of a connection's peer, for transfers waited
+    for at once: each is one C call (`crail_transfer`) from posting to completion,
+    through the connection's registered scratch, with no Python in between. It goes
+    only with the queue pair to itself (nothing else posted or polled, `SCRATCH` bytes
+    at most) and otherwise answers None, having done nothing: the caller goes the
+    general way. Any thread may call it; it holds no Python lock.
+
+    `failed(status)` is called when a transfer fails, with the failed completion's
+    status, `TIMED_OUT`, or -1 (see `Connection.error`); it raises, or answers None.
+    """
+
+    __slots__ = ("_handle", "_err", "_address", "_rkey", "_timeout_ms", "_spin_us", "_failed")
+
+    def __init__(self, conn: Connection, address: int, rkey: int, timeout_ms: int,
+                 spin_us: int, failed: Callable[[int], None]) -> None:
+        self._handle = ffi.NULL if conn._handle is None else conn._handle
+        self._err = conn._err
+        self._address, self._rkey = address, rkey
+        self._timeout_ms, self._spin_us = timeout_ms, spin_us
+        self._failed = failed
+
+    def transfer_now(self, offset: int, buf: Any, write: bool = False) -> int | None:
+        """READ `len(buf)` bytes at `offset` into `buf`, or WRITE them there and confirm
+        their placement: the number of bytes moved, or None."""
+        # The view is let go of when the call returns, as its only reference goes.
+        status = lib.crail_transfer(self._handle, ffi.from_buffer("char[]", buf, not write),
+                                    len(buf), self._address + offset, self._rkey, write,
+                                    self._timeout_ms, self._spin_us, self._err, _ERRLEN)
+        if status == 0:
+            return len(buf)
+        return None if status == lib.CRAIL_NOT_NOW else self._failed(status)
+
+    read_now = transfer_now  # `write` stays False: a read's latency has no frame more
+
+    def write_now(self, offset: int, data: Any) -> int | None:
+        return self.transfer_now(offset, data, True)
 
 
 def status_text(status: int) -> str:

@@ -51,8 +51,13 @@ struct crail_conn {
     struct ibv_cq *cq;
     char *scratch;          /* CRAIL_SCRATCH bytes and a fence byte, for crail_transfer */
     crail_mr *scratch_mr;
+    /* Held while posting and polling: crail_transfer only tries it, and crail_close
+     * waits for it. `posted`: signaled requests whose completions are still to come. */
+    pthread_mutex_t lock;
+    int posted;
     int connected;
     int failed;
+    int closed;             /* by crail_close; crail_free frees the struct itself */
 };
 
 static void fail(char *err, int errlen, const char *fmt, ...)
@@ -397,6 +402,7 @@ crail_conn *crail_connect(const char *host, int port, int depth, int timeout_ms,
         fail(err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&c->lock, NULL);
     if (open_id(host, port, &addr, &c->events, &c->id, c, err, errlen) != 0)
         goto error;
     if (rdma_resolve_addr(c->id, NULL, (struct sockaddr *)&addr, timeout_ms) != 0) {
@@ -460,7 +466,7 @@ crail_conn *crail_connect(const char *host, int port, int depth, int timeout_ms,
     c->connected = 1;
     return c;
 error:
-    crail_close(c);
+    crail_free(c);
     return NULL;
 }
 
@@ -490,7 +496,10 @@ static int post(crail_conn *c, const crail_op *ops, int n, char *err, int errlen
         wrs[i].next = i + 1 < n ? &wrs[i + 1] : NULL;
     }
     int rc = ibv_post_send(c->id->qp, wrs, &bad);
+    for (int i = 0; i < n && &wrs[i] != bad; i++)
+        c->posted += ops[i].signaled;
     if (rc != 0) {
+        c->failed = 1; /* the caller gives the connection up, and some may have been posted */
         fail(err, errlen, "ibv_post_send: %s", strerror(rc));
         return -1;
     }
@@ -503,10 +512,19 @@ static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms
 int crail_post_poll(crail_conn *c, const crail_op *ops, int n, crail_completion *out, int max,
                     int timeout_ms, int spin_us, char *err, int errlen)
 {
+    int result = -1;
+    pthread_mutex_lock(&c->lock);
+    if (c->closed) {
+        fail(err, errlen, "the connection is closed");
+        goto out;
+    }
     for (int done = 0; done < n; done += MAX_POST)
         if (post(c, ops + done, n - done < MAX_POST ? n - done : MAX_POST, err, errlen) != 0)
-            return -1;
-    return poll_cq(c, out, max, timeout_ms, spin_us, err, errlen);
+            goto out;
+    result = poll_cq(c, out, max, timeout_ms, spin_us, err, errlen);
+out:
+    pthread_mutex_unlock(&c->lock);
+    return result;
 }
 
 static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms, int spin_us,
@@ -524,6 +542,8 @@ static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms
             return -1;
         }
         if (n > 0) {
+            /* flushed unsignaled requests complete too, but only on a failed queue pair */
+            c->posted = c->posted > n ? c->posted - n : 0;
             for (int i = 0; i < n; i++) {
                 out[i].id = wc[i].wr_id;
                 out[i].status = wc[i].status;
@@ -561,17 +581,9 @@ static int poll_cq(crail_conn *c, crail_completion *out, int max, int timeout_ms
 #define TRANSFER_ID UINT64_MAX
 #define TRANSFER_DATA_ID (UINT64_MAX - 1)
 
-int crail_transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote, uint32_t rkey,
-                   int write, int timeout_ms, int spin_us, char *err, int errlen)
+static int transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote, uint32_t rkey,
+                    int write, int timeout_ms, int spin_us, char *err, int errlen)
 {
-    if (c == NULL || c->failed) {
-        fail(err, errlen, c == NULL ? "the connection is closed" : "the connection failed");
-        return -1;
-    }
-    if (length == 0 || length > CRAIL_SCRATCH) {
-        fail(err, errlen, "crail_transfer of %u bytes: from 1 to %d", length, CRAIL_SCRATCH);
-        return -1;
-    }
     uint32_t lkey = crail_mr_lkey(c->scratch_mr);
     uint64_t scratch = (uint64_t)(uintptr_t)c->scratch;
     crail_op ops[2] = {
@@ -617,9 +629,31 @@ int crail_transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote, 
     }
 }
 
+int crail_transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote, uint32_t rkey,
+                   int write, int timeout_ms, int spin_us, char *err, int errlen)
+{
+    if (c == NULL) {
+        fail(err, errlen, "the connection is closed");
+        return -1;
+    }
+    if (length == 0 || length > CRAIL_SCRATCH || pthread_mutex_trylock(&c->lock) != 0)
+        return CRAIL_NOT_NOW;
+    int status = CRAIL_NOT_NOW;
+    if (c->closed || c->failed) {
+        fail(err, errlen, c->closed ? "the connection is closed" : "the connection failed");
+        status = -1;
+    } else if (c->posted == 0) { /* else another's completions would come to this poll */
+        status = transfer(c, data, length, remote, rkey, write, timeout_ms, spin_us, err, errlen);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return status;
+}
+
 int crail_conn_failed(crail_conn *c)
 {
     struct rdma_cm_event *event;
+    if (c->closed)
+        return 1;
     while (rdma_get_cm_event(c->events, &event) == 0) {
         if (event->event == RDMA_CM_EVENT_DISCONNECTED || event->event == RDMA_CM_EVENT_DEVICE_REMOVAL)
             c->failed = 1;
@@ -632,19 +666,32 @@ void crail_close(crail_conn *c)
 {
     if (c == NULL)
         return;
-    if (c->connected)
-        rdma_disconnect(c->id);
-    if (c->id != NULL && c->id->qp != NULL)
-        rdma_destroy_qp(c->id);
-    if (c->cq != NULL)
-        ibv_destroy_cq(c->cq);
-    if (c->channel != NULL)
-        ibv_destroy_comp_channel(c->channel);
-    if (c->id != NULL)
-        rdma_destroy_id(c->id);
-    if (c->events != NULL)
-        rdma_destroy_event_channel(c->events);
-    crail_deregister(c->scratch_mr);
-    free(c->scratch);
+    pthread_mutex_lock(&c->lock); /* after a crail_transfer under way, before the next */
+    if (!c->closed) {
+        c->closed = 1;
+        if (c->connected)
+            rdma_disconnect(c->id);
+        if (c->id != NULL && c->id->qp != NULL)
+            rdma_destroy_qp(c->id);
+        if (c->cq != NULL)
+            ibv_destroy_cq(c->cq);
+        if (c->channel != NULL)
+            ibv_destroy_comp_channel(c->channel);
+        if (c->id != NULL)
+            rdma_destroy_id(c->id);
+        if (c->events != NULL)
+            rdma_destroy_event_channel(c->events);
+        crail_deregister(c->scratch_mr);
+        free(c->scratch);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+void crail_free(crail_conn *c)
+{
+    if (c == NULL)
+        return;
+    crail_close(c);
+    pthread_mutex_destroy(&c->lock);
     free(c);
 }

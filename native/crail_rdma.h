@@ -61,19 +61,27 @@ int crail_post_poll(crail_conn *conn, const crail_op *ops, int n, crail_completi
                     int timeout_ms, int spin_us, char *err, int errlen);
 /* Room in a connection's registered scratch buffer: what `crail_transfer` moves at most. */
 #define CRAIL_SCRATCH 65536
-/* One transfer start to finish, for a caller that would wait at once and has
- * nothing else posted on `conn`: WRITE `length` bytes of `data` to `remote`,
- * through the connection's registered scratch, with the 1-byte READ that
- * confirms placement behind it (write == 1), or READ them through the scratch
- * into `data`. No registration, and nothing returns to Python in between.
- * Returns 0 once done, the failed completion's status (enum ibv_wc_status,
- * above 0), -2 if `timeout_ms` passed, -1 on any other error (a closed or
- * failed connection among them: `conn` may be NULL). */
+/* What `crail_transfer` answers when it cannot go at once (see there). */
+#define CRAIL_NOT_NOW -3
+/* One transfer start to finish, for a caller that would wait at once: WRITE
+ * `length` bytes of `data` to `remote`, through the connection's registered
+ * scratch, with the 1-byte READ that confirms placement behind it (write ==
+ * 1), or READ them through the scratch into `data`. No registration, and
+ * nothing returns to Python in between. Any thread may call it: it goes only
+ * with the connection to itself (nothing else posted or polling, `length` from
+ * 1 to CRAIL_SCRATCH) and answers CRAIL_NOT_NOW otherwise, having done
+ * nothing. Returns 0 once done, the failed completion's status (enum
+ * ibv_wc_status, above 0), -2 if `timeout_ms` passed, -1 on any other error
+ * (a closed or failed connection among them). */
 int crail_transfer(crail_conn *conn, void *data, uint32_t length, uint64_t remote, uint32_t rkey,
                    int write, int timeout_ms, int spin_us, char *err, int errlen);
 /* The connection was closed by the peer or failed; posted work is flushed. */
 int crail_conn_failed(crail_conn *conn);
+/* Disconnect and free the queue pair and all it holds, once no call is under way
+ * on it. The struct itself stays, so that a late call answers "closed". */
 void crail_close(crail_conn *conn);
+/* Free the struct (closing first if need be): when nothing can call with it any more. */
+void crail_free(crail_conn *conn);
 
 /* ---- both ---- */
 uint32_t crail_mr_lkey(crail_mr *mr);

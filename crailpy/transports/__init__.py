@@ -4,7 +4,9 @@ Each transport gives an `Endpoint` per datanode with two asynchronous
 operations (Crail's `StorageEndpoint`, smaller): `write` a buffer to a block
 and `read` a block into a buffer. Both return a handle whose `result()` waits;
 the buffer is the caller's own, never copied. `write_now` and `read_now` do
-the same and wait, for a caller with one transfer to make. `tcp` works
+the same and wait, for a caller with one transfer to make; `bind` gives a
+block's own handle for those, which a reader keeps per block so that a small
+read costs as few Python calls as the transport allows. `tcp` works
 everywhere; `rdma` moves blocks of DRAM datanodes by one-sided RDMA where a
 device is; `nvmf` moves blocks of flash datanodes by NVMe/TCP.
 """
@@ -18,6 +20,32 @@ from crailpy.protocol.messages import Block
 
 class Transfer(Protocol):
     def result(self) -> Any: ...
+
+
+class Bound(Protocol):
+    """One block of one endpoint (`Endpoint.bind`). Each call is the endpoint's `read_now`
+    or `write_now` of that block, or answers None without moving a byte when the endpoint
+    cannot make it now (it broke, or is busy with other transfers): the caller then goes
+    the general way, through a live endpoint."""
+
+    def read_now(self, offset: int, dest: memoryview) -> int | None: ...
+
+    def write_now(self, offset: int, data: memoryview) -> int | None: ...
+
+
+class BoundBlock:
+    """`Bound` for a transport with no quicker way than its endpoint's own calls."""
+
+    __slots__ = ("endpoint", "block")
+
+    def __init__(self, endpoint: "Endpoint", block: Block) -> None:
+        self.endpoint, self.block = endpoint, block
+
+    def read_now(self, offset: int, dest: memoryview) -> int | None:
+        return None if self.endpoint.broken else self.endpoint.read_now(self.block, offset, dest)
+
+    def write_now(self, offset: int, data: memoryview) -> int | None:
+        return None if self.endpoint.broken else self.endpoint.write_now(self.block, offset, data)
 
 
 class Endpoint(Protocol):
@@ -35,6 +63,9 @@ class Endpoint(Protocol):
 
     def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
         """Read and wait, the same way: the number of bytes read."""
+
+    def bind(self, block: Block) -> "Bound":
+        """`block` of this endpoint, for transfers waited for at once."""
 
     @property
     def broken(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from crailpy.config import ClientConfig
 from crailpy.errors import Stale, Unreachable
 from crailpy.protocol.messages import Block, DatanodeInfo
+from crailpy.transports import BoundBlock
 from crailpy.transports.nvme_initiator import Controller, Io, NvmeError
 
 
@@ -55,6 +56,9 @@ class NvmfEndpoint:
     def _check(self, block: Block) -> None:
         if block.datanode != self.datanode.id:
             raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")
+
+    def bind(self, block: Block) -> BoundBlock:
+        return BoundBlock(self, block)
 
     @property
     def broken(self) -> bool:

@@ -120,43 +120,38 @@ class RdmaEndpoint:
     def write(self, block: Block, offset: int, data: memoryview) -> RdmaTransfer:
         return self._start(block, offset, data, write=True)
 
-    def transfer_now(self, block: Block, offset: int, buf: memoryview, write: bool = False) -> int:
-        """A read (or with `write` a write) waited for at once. With nothing else
-        in flight on the queue pair and no more than its scratch holds, it is one C call
-        (`verbs.Connection.transfer`) from posting to completion, behind as little Python
-        as can be: in the test-bed VM each microsecond of Python on this path costs a small
-        read two to three."""
-        if block.datanode != self.datanode.id or self._in_flight \
-                or not 0 < len(buf) <= verbs.SCRATCH or not self._poll_lock.acquire(blocking=False):
-            return self._start(block, offset, buf, write).result()
-        try:  # with the polling lock held, nobody else posts, and the queue pair stays open
-            status = self._conn.transfer(buf, self._pool + block.offset + offset, block.key, write,
-                                         self._timeout_ms, self._spin_us)
-            if status:
-                raise self._failed_by(status)
-        finally:
-            self._poll_lock.release()
-        return len(buf)
+    def bind(self, block: Block) -> verbs.Remote:
+        """`block`, for transfers waited for at once: with nothing else in flight on the
+        queue pair and no more than its scratch holds, one C call from posting to
+        completion. In the test-bed VM each microsecond of Python on this path costs a
+        small read two to three, so what can be is worked out here, once per block."""
+        self._check(block)
+        return verbs.Remote(self._conn, self._pool + block.offset, block.key, self._timeout_ms,
+                            self._spin_us, self._failed_by)
 
-    read_now = transfer_now  # `write` stays False: the read's latency has no frame more
+    def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
+        done = self.bind(block).read_now(offset, dest)
+        return self._start(block, offset, dest, False).result() if done is None else done
 
     def write_now(self, block: Block, offset: int, data: memoryview) -> int:
-        return self.transfer_now(block, offset, data, write=True)
+        done = self.bind(block).write_now(offset, data)
+        return self._start(block, offset, data, True).result() if done is None else done
 
-    def _failed_by(self, status: int) -> BaseException:
-        """What `transfer_now`'s transfer ended with, other than success: the queue pair fails."""
+    def _failed_by(self, status: int) -> None:
+        """A transfer of `bind`'s failed with `status`: the queue pair fails with the error
+        raised. If it had failed already, None: the general way finds a live endpoint."""
         with self._lock:
-            if self._failure is None:
-                if status > 0:
-                    return self._refused(status)
-                self._fail(Timeout(f"rdma {self._where}: no completion in "
-                                   f"{self._config.io_timeout} s") if status == verbs.TIMED_OUT
-                           else Unreachable(f"rdma {self._where}: {self._conn.error}"))
-            return self._failure
+            if self._failure is not None:
+                return None
+            if status > 0:
+                raise self._refused(status)
+            self._fail(Timeout(f"rdma {self._where}: no completion in {self._config.io_timeout} s")
+                       if status == verbs.TIMED_OUT
+                       else Unreachable(f"rdma {self._where}: {self._conn.error}"))
+            raise self._failure
 
     def _start(self, block: Block, offset: int, buf: memoryview, write: bool) -> RdmaTransfer:
-        if block.datanode != self.datanode.id:
-            raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")
+        self._check(block)
         remote = self._pool + block.offset + offset
         transfer = RdmaTransfer(self, len(buf))
         if transfer.done:
@@ -200,6 +195,10 @@ class RdmaEndpoint:
         op.id, op.local, op.remote, op.lkey, op.rkey = wr_id, local, remote, lkey, rkey
         op.length, op.write, op.signaled = length, write, signaled
         self._count += 1
+
+    def _check(self, block: Block) -> None:
+        if block.datanode != self.datanode.id:
+            raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")
 
     @property
     def _where(self) -> str:

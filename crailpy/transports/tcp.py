@@ -13,6 +13,7 @@ import threading
 from crailpy.channel import Channel, Pending
 from crailpy.config import ClientConfig
 from crailpy.protocol.messages import Block, Read, Write
+from crailpy.transports import BoundBlock
 
 
 class TcpEndpoint:
@@ -48,6 +49,9 @@ class TcpEndpoint:
 
     def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
         return self.read(block, offset, dest).result()
+
+    def bind(self, block: Block) -> BoundBlock:
+        return BoundBlock(self, block)
 
     @property
     def broken(self) -> bool:

@@ -107,9 +107,31 @@ def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge
     assert store.get("/secret") == b"s" * 4096  # the store's own endpoint is unharmed
 
 
+def test_a_bound_block_outlives_its_connection_safely(cluster: Cluster) -> None:
+    """A reader keeps the blocks it reads bound to an endpoint; once that endpoint closes
+    (as the store closes one that failed), a bound transfer answers None, with no bytes
+    moved and no crash, and the reader goes on through a new endpoint."""
+    store = cluster.connect(transport="rdma")
+    data = os.urandom(4096)
+    store.put("/bound", data)
+    reader = store.open("/bound")
+    dest = bytearray(4096)
+    reader.pread(memoryview(dest), 0)  # binds block 0
+    datanode, block = reader._location(0)
+    old = store._endpoint(datanode, "/bound", 0)
+    bound = old.bind(block)
+    old.close()
+    dest[:] = bytes(4096)
+    assert bound.read_now(0, memoryview(dest)) is None and dest == bytes(4096)
+    reader.pread(memoryview(dest), 0)
+    assert dest == data and store._endpoint(datanode, "/bound", 0) is not old
+    del old
+    assert bound.write_now(0, memoryview(dest)) is None  # the queue pair's memory is still there
+
+
 def test_transfers_at_once_and_in_windows_share_a_queue_pair(cluster: Cluster) -> None:
-    """`read_now` runs its transfer alone on the queue pair, and only when nothing else is
-    in flight there: from several threads at once, with windows of transfers in flight
+    """A bound block's transfer runs alone on the queue pair, and only when nothing else
+    is in flight there: from several threads at once, with windows of transfers in flight
     beside them, every byte lands where it belongs."""
     store = cluster.connect(transport="rdma")
     data = os.urandom(8 * BLOCK)
