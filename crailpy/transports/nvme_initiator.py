@@ -57,9 +57,38 @@ class Namespace(NamedTuple):
     step: int  # the most bytes one command moves: whole blocks, up to MDTS and MAX_NLB
 
 
-# What `Queue.submit` hands back for `Queue.wait`: the command's record and its buffers,
-# which the engine may write into until then. A tuple: this is the hot path.
-Pending = tuple
+class Command:
+    """One command in flight (`Queue.submit`): its record, which the engine fills in when
+    the command completes, and the cffi views of its buffers, which the engine may use
+    until then. A Read or Write of one command is handed to the caller as it is, with
+    `result()`, as an `Io` would be: no more objects on the hot path than this one."""
+
+    __slots__ = ("queue", "record", "_into", "_out", "length", "offset")
+
+    def __init__(self, queue: "Queue", record: Any, into: Any, out: Any, length: int,
+                 offset: int) -> None:
+        self.queue, self.record, self._into, self._out = queue, record, into, out
+        self.length, self.offset = length, offset
+
+    def wait(self) -> int:
+        """Wait for it: its status (0 is success)."""
+        queue = self.queue
+        status = lib.nvt_wait(queue._engine, self.record)
+        if queue._in_flight.pop(self.record, None) is not None:  # let go of the views now,
+            if self._into is not None:  # not in a garbage collection: cffi crashed there,
+                ffi.release(self._into)  # releasing views of memoryviews already freed
+            if self._out is not None:
+                ffi.release(self._out)
+        if status < 0:
+            raise queue._error()
+        return status
+
+    def result(self) -> int:
+        """For a Read or Write: wait, and its length, or why it failed."""
+        if status := self.wait():
+            raise _failed(status, f"{'write' if self._into is None else 'read'} of "
+                                  f"{self.length} bytes at byte {self.offset}")
+        return self.length
 
 
 class Queue:
@@ -91,7 +120,7 @@ class Queue:
             self.sock.close()
             raise Unreachable(f"nvme/tcp {self.where}: the socket could not be set up")
         self._engine = ffi.gc(engine, lib.nvt_free)
-        self._in_flight: dict[Any, Pending] = {}  # alive while the engine may write into them
+        self._in_flight: dict[Any, Command] = {}  # alive while the engine may write into them
 
     def _initialize(self) -> t.ICResp:
         """ICReq and the controller's ICResp, with the shared codec."""
@@ -106,19 +135,28 @@ class Queue:
         return resp
 
     def submit(self, sqe: bytes, data_out: bytes | memoryview = b"",
-               data_in: memoryview | None = None, in_capsule: bool = False) -> Pending:
+               data_in: memoryview | None = None, in_capsule: bool = False,
+               offset: int = 0) -> Command:
         """Send one command, `sqe` its 64-byte entry (its id and SGL are filled in here).
         `data_out` goes in the capsule or on R2T; C2HData lands in `data_in`; both must
-        stay untouched until `wait` returns. With the queue full, this waits."""
-        command = ffi.new("nvt_command *")
-        into = ffi.NULL if data_in is None else _into(data_in)
-        out = ffi.from_buffer("char[]", data_out) if data_out else ffi.NULL
-        pending: Pending = (command, into, out)  # the record, then the views to let go of
-        self._in_flight[command] = pending
-        if lib.nvt_submit(self._engine, command, sqe, into, len(data_in or b""), out,
-                          len(data_out), in_capsule):
-            self.wait(pending)  # the queue failed: this raises why, and lets go
-        return pending
+        stay untouched until its `wait` returns. With the queue full, this waits.
+        `offset`: the byte a Read or Write starts at, for its error message."""
+        record = ffi.new("nvt_command *")
+        if data_in is None:  # the command keeps None where C is given NULL
+            out = ffi.from_buffer("char[]", data_out) if data_out else None
+            command = self._in_flight[record] = Command(self, record, None, out, len(data_out),
+                                                        offset)
+            failed = lib.nvt_submit(self._engine, record, sqe, ffi.NULL, 0,
+                                    ffi.NULL if out is None else out, len(data_out), in_capsule)
+        else:
+            into = _into(data_in)
+            command = self._in_flight[record] = Command(self, record, into, None, len(data_in),
+                                                        offset)
+            failed = lib.nvt_submit(self._engine, record, sqe, into, len(data_in), ffi.NULL, 0,
+                                    in_capsule)
+        if failed:
+            command.wait()  # the queue failed: this raises why, and lets go
+        return command
 
     def run(self, sqe: bytes, data_out: bytes | memoryview = b"",
             data_in: memoryview | None = None, in_capsule: bool = False) -> int:
@@ -134,17 +172,6 @@ class Queue:
             raise self._error()
         return status
 
-    def wait(self, pending: Pending) -> int:
-        """Wait for a command: its status (0 is success)."""
-        status = lib.nvt_wait(self._engine, pending[0])
-        self._in_flight.pop(pending[0], None)
-        for view in pending[1:]:  # now, not in a garbage collection: cffi crashed there,
-            if view != ffi.NULL:  # releasing views of memoryviews that were already freed
-                ffi.release(view)
-        if status < 0:
-            raise self._error()
-        return status
-
     def _error(self) -> Unreachable:
         return Unreachable(f"nvme/tcp {self.where}: {ffi.string(lib.nvt_error(self._engine)).decode()}")
 
@@ -154,9 +181,9 @@ class Queue:
 
     def execute(self, command: t.Command, data_out: bytes | memoryview = b"",
                 data_in: memoryview | None = None, in_capsule: bool = False) -> t.Completion:
-        pending = self.submit(command.encode(), data_out, data_in, in_capsule)
-        status = self.wait(pending)
-        return t.Completion(pending[0].cid, status, pending[0].result)
+        submitted = self.submit(command.encode(), data_out, data_in, in_capsule)
+        status = submitted.wait()
+        return t.Completion(submitted.record.cid, status, submitted.record.result)
 
     def close(self) -> None:
         lib.nvt_shutdown(self._engine)  # every thread in the engine has left when it returns
@@ -183,25 +210,26 @@ def _failed(status: int, what: str) -> NvmeError:
 
 
 class Io:
-    """The commands of one read or write in flight; `result()` waits for them all."""
+    """The commands of one read or write of several commands (or of partly covered
+    blocks) in flight; `result()` waits for them all."""
 
-    __slots__ = ("queue", "verb", "offset", "length", "pending", "copies")
+    __slots__ = ("verb", "offset", "length", "commands", "copies")
 
-    def __init__(self, queue: Queue, verb: str, offset: int, length: int) -> None:
-        self.queue, self.verb, self.offset, self.length = queue, verb, offset, length
-        self.pending: list[Pending] = []
+    def __init__(self, verb: str, offset: int, length: int) -> None:
+        self.verb, self.offset, self.length = verb, offset, length
+        self.commands: list[Command] = []
         self.copies: list[tuple[memoryview, memoryview]] = []  # (caller's bytes, from a block buffer)
 
     def result(self) -> int:
         failures = []
-        for pending in self.pending:  # wait for all, so that none lands in the buffer later
+        for command in self.commands:  # wait for all, so that none lands in the buffer later
             try:
-                if status := self.queue.wait(pending):
+                if status := command.wait():
                     failures.append(_failed(status, f"{self.verb} of {self.length} bytes at "
                                                     f"byte {self.offset}"))
             except (CrailError, OSError) as exc:
                 failures.append(exc)
-        self.pending.clear()
+        self.commands.clear()
         if failures:
             raise failures[0]
         for dest, edge in self.copies:
@@ -326,14 +354,13 @@ class Controller:
         bs = ns.block_size
         return not offset % bs and not size % bs and size <= ns.step
 
-    def start_read(self, ns: Namespace, offset: int, dest: memoryview) -> "Io":
+    def start_read(self, ns: Namespace, offset: int, dest: memoryview) -> Io | Command:
         """Start reading `len(dest)` bytes at byte `offset`, aligned or not: whole blocks
         land in `dest` directly, a partly covered first or last block comes through a
         block buffer. One command per `max_transfer` bytes, all in flight at once."""
-        io = Io(self.io, "read", offset, len(dest))
-        if self._one_command(ns, offset, len(dest)):  # the common case
-            self._submit(io, READ, ns, offset // ns.block_size, dest)
-            return io
+        if self._one_command(ns, offset, len(dest)):  # the common case: the command itself
+            return self._command(READ, ns, offset // ns.block_size, dest)
+        io = Io("read", offset, len(dest))
         for lba, within, piece in self._split(ns, offset, dest):
             if within is None:
                 self._submit(io, READ, ns, lba, piece)
@@ -343,16 +370,15 @@ class Controller:
                 io.copies.append((piece, edge[within : within + len(piece)]))
         return io
 
-    def start_write(self, ns: Namespace, offset: int, data: memoryview) -> "Io":
+    def start_write(self, ns: Namespace, offset: int, data: memoryview) -> Io | Command:
         """Start writing `data` at byte `offset`, aligned or not. Whole blocks go in the
         capsule if they fit, else on the target's R2T; a partly covered block is read,
         patched and written back before this returns, one at a time per controller, so
         that two writes sharing a block do not undo each other (a writer on another
         controller must not share blocks: crailpy's chunks are 4 KiB aligned)."""
-        io = Io(self.io, "write", offset, len(data))
-        if self._one_command(ns, offset, len(data)):  # the common case
-            self._submit(io, WRITE, ns, offset // ns.block_size, data)
-            return io
+        if self._one_command(ns, offset, len(data)):  # the common case: the command itself
+            return self._command(WRITE, ns, offset // ns.block_size, data)
+        io = Io("write", offset, len(data))
         for lba, within, piece in self._split(ns, offset, data):
             if within is None:
                 self._submit(io, WRITE, ns, lba, piece)
@@ -382,19 +408,21 @@ class Controller:
                 position += n
         return out
 
-    def _submit(self, io: "Io", opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
+    def _submit(self, io: Io, opcode: int, ns: Namespace, lba: int, buf: memoryview) -> None:
         """Submit whole blocks of `buf` at `lba`, in commands of at most `max_transfer` and
         MAX_NLB blocks (nvmet gives a namespace on 9p 1-byte LBAs, so the second can bind)."""
         step = ns.step
         for start in range(0, len(buf), step):
-            piece = buf if len(buf) <= step else buf[start : start + step]
-            command = t.read_write(opcode, ns.nsid, lba + start // ns.block_size,
-                                   len(piece) // ns.block_size)
-            if opcode == READ:
-                io.pending.append(self.io.submit(command, data_in=piece))
-            else:
-                io.pending.append(self.io.submit(command, piece,
-                                                 in_capsule=len(piece) <= self.in_capsule))
+            io.commands.append(self._command(opcode, ns, lba + start // ns.block_size,
+                                             buf[start : start + step]))
+
+    def _command(self, opcode: int, ns: Namespace, lba: int, buf: memoryview) -> Command:
+        """One Read or Write of the whole blocks of `buf` from `lba`, submitted."""
+        sqe = t.read_write(opcode, ns.nsid, lba, len(buf) // ns.block_size)
+        if opcode == READ:
+            return self.io.submit(sqe, data_in=buf, offset=lba * ns.block_size)
+        return self.io.submit(sqe, buf, in_capsule=len(buf) <= self.in_capsule,
+                              offset=lba * ns.block_size)
 
     @property
     def broken(self) -> bool:

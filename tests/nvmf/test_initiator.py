@@ -92,7 +92,7 @@ def test_many_commands_in_flight_and_many_threads(controller: Controller) -> Non
     pending = [controller.io.submit(nvme_tcp.read_write(READ, 1, i, 1),
                                     data_in=view[i * ns.block_size : (i + 1) * ns.block_size])
                for i in range(64)]
-    assert all(controller.io.wait(p) == 0 for p in pending)  # 64 in flight on one queue
+    assert all(p.wait() == 0 for p in pending)  # 64 in flight on one queue
     assert back == data
 
     def worker(i: int) -> None:

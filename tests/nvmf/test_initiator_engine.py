@@ -126,7 +126,7 @@ def test_success_flag_ends_a_read_without_a_response(controller) -> None:
     one, two = bytearray(4), bytearray(4)
     first = queue.submit(read_of(1), data_in=memoryview(one))
     second = queue.submit(read_of(1), data_in=memoryview(two))
-    assert queue.wait(first) == queue.wait(second) == 0  # whoever's completion comes first
+    assert first.wait() == second.wait() == 0  # whoever's completion comes first
     assert (one, two) == (b"1111", b"2222")
     queue.close()
 
@@ -172,7 +172,7 @@ def test_r2t_in_pieces_gets_h2cdata_of_at_most_maxh2cdata(controller) -> None:
         send(sock, t.PduType.CAPSULE_RESP, t.Completion(command.cid))
 
     queue = controller(script, maxh2cdata=1536)
-    assert queue.wait(queue.submit(t.read_write(WRITE, 1, 0, 20), payload)) == 0
+    assert queue.submit(t.read_write(WRITE, 1, 0, 20), payload).wait() == 0
     assert received == payload
     queue.close()
 
@@ -188,7 +188,7 @@ def test_in_capsule_data_honours_the_controllers_alignment(controller) -> None:
         send(sock, t.PduType.CAPSULE_RESP, t.Completion(command.cid))
 
     queue = controller(script, cpda=31)
-    assert queue.wait(queue.submit(t.read_write(WRITE, 1, 0, 1), b"hello", in_capsule=True)) == 0
+    assert queue.submit(t.read_write(WRITE, 1, 0, 1), b"hello", in_capsule=True).wait() == 0
     queue.close()
 
 
@@ -236,7 +236,7 @@ def test_a_hostile_pdu_fails_the_queue_and_writes_nothing_outside(controller, ca
         if one_call:
             queue.run(read_of(1), data_in=buf)
         else:
-            queue.wait(queue.submit(read_of(1), data_in=buf))
+            queue.submit(read_of(1), data_in=buf).wait()
     assert memory[:64] == memory[128:] == b"\xee" * 64
     assert queue.broken
     with pytest.raises(Unreachable, match=message):  # later commands fail at once, with the reason
@@ -254,7 +254,7 @@ def test_random_bytes_from_a_controller_are_an_error_never_a_crash(controller) -
         queue = controller(_hostile(lambda c, junk=junk: junk), timeout=0.5)
         memory = bytearray(b"\xee" * 192)
         try:
-            queue.wait(queue.submit(read_of(1), data_in=memoryview(memory)[64:128]))
+            queue.submit(read_of(1), data_in=memoryview(memory)[64:128]).wait()
         except Unreachable:
             pass
         assert memory[:64] == memory[128:] == b"\xee" * 64
@@ -265,7 +265,7 @@ def test_a_silent_controller_times_out_and_close_wakes_a_waiter(controller) -> N
     stop = threading.Event()
     queue = controller(lambda sock: stop.wait(10), timeout=0.3)
     with pytest.raises(Unreachable, match="no answer in 300 ms"):
-        queue.wait(queue.submit(read_of(1), data_in=memoryview(bytearray(4))))
+        queue.submit(read_of(1), data_in=memoryview(bytearray(4))).wait()
     queue.close()
 
     patient = controller(lambda sock: stop.wait(10), timeout=30)
@@ -274,7 +274,7 @@ def test_a_silent_controller_times_out_and_close_wakes_a_waiter(controller) -> N
 
     def wait() -> None:
         try:
-            patient.wait(pending)
+            pending.wait()
         except Unreachable as exc:
             raised.append(exc)
 
@@ -297,6 +297,6 @@ def test_more_commands_than_the_depth_from_one_thread(controller) -> None:
     queue = controller(script, depth=4)
     bufs = [bytearray(1) for _ in range(20)]
     pending = [queue.submit(read_of(1), data_in=memoryview(b)) for b in bufs]  # 16 over the depth
-    assert all(queue.wait(p) == 0 for p in pending)
+    assert all(p.wait() == 0 for p in pending)
     assert b"".join(bufs) == bytes(range(20))
     queue.close()

@@ -110,7 +110,7 @@ def test_a_host_that_leaves_mid_write_does_not_stop_the_target(target: Target) -
                              bytes(128 << 10))  # the target sends R2T; we never answer
     ctrl.io.sock.close()
     with pytest.raises((Unreachable, OSError)):
-        ctrl.io.wait(pending)
+        pending.wait()
     again = Controller("127.0.0.1", target.port, NQN)
     again.write(again.namespace(1), 0, memoryview(b"x" * 4096))
     again.close()
