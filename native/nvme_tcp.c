@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "nvme_tcp.h"
 
@@ -26,6 +27,9 @@ enum { C2H_TERM_REQ = 0x03, CAPSULE_CMD = 0x04, CAPSULE_RESP = 0x05, H2C_DATA = 
 enum { HDGST = 0x01, DDGST = 0x02, LAST_PDU = 0x04, SUCCESS = 0x08 };
 enum { COMMON = 8, SQE = 64, CAPSULE_HLEN = COMMON + SQE, HLEN = 24 /* every other PDU here */ };
 enum { SGL_IN_CAPSULE = 0x01, SGL_TRANSPORT = 0x5A };
+/* Data of a PDU from this size on is sent by reference (see send_pdu), and the
+ * queue's pipe holds up to this much of it at a time, where the system allows. */
+enum { SPLICE_MIN = 64 << 10, SPLICE_PIPE = 1 << 20 };
 
 struct slot {
     nvt_command *command; /* NULL: the id is free */
@@ -41,7 +45,9 @@ struct nvt_queue {
     uint32_t maxh2cdata;
     pthread_mutex_t lock;      /* everything below */
     pthread_cond_t changed;    /* a command completed, the receiver left, or the queue failed */
-    pthread_mutex_t send_lock; /* one PDU on the wire at a time */
+    pthread_mutex_t send_lock; /* one PDU on the wire at a time, and the pipe below */
+    int pipe[2];               /* for send_pdu's vmsplice and splice; -1 without */
+    size_t pipe_size;
     int failed;
     int receiving;             /* a thread is reading the socket; the others wait on `changed` */
     unsigned next;             /* where the search for a free command id starts */
@@ -80,6 +86,17 @@ static int failed(nvt_queue *q)
     return failed;
 }
 
+/* A call on the socket returned -1: 0 if a signal interrupted it (call again),
+ * else the queue fails: `stalled` past the socket's timeout, `what` otherwise. */
+static int interrupted_or_fail(nvt_queue *q, const char *what, const char *stalled)
+{
+    if (errno == EINTR)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return fail(q, "%s in %d ms", stalled, q->timeout_ms);
+    return fail(q, "%s: %s", what, strerror(errno));
+}
+
 static int receive(nvt_queue *q, void *buf, size_t len)
 {
     char *p = buf;
@@ -90,26 +107,23 @@ static int receive(nvt_queue *q, void *buf, size_t len)
             len -= (size_t)n;
         } else if (n == 0) {
             return fail(q, "the target closed the connection");
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return fail(q, "no answer in %d ms", q->timeout_ms);
-        } else if (errno != EINTR) {
-            return fail(q, "receive: %s", strerror(errno));
+        } else if (interrupted_or_fail(q, "receive", "no answer")) {
+            return -1;
         }
     }
     return 0;
 }
 
-/* Send all of iov[0..n); the caller holds send_lock. */
-static int send_all(nvt_queue *q, struct iovec *iov, int n)
+/* Send all of iov[0..n), with `flags` (MSG_MORE: more of the PDU follows); the
+ * caller holds send_lock. */
+static int send_all(nvt_queue *q, struct iovec *iov, int n, int flags)
 {
     while (n > 0) {
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t sent = sendmsg(q->fd, &msg, MSG_NOSIGNAL);
+        ssize_t sent = sendmsg(q->fd, &msg, MSG_NOSIGNAL | flags);
         if (sent < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return fail(q, "no progress sending in %d ms", q->timeout_ms);
-            if (errno != EINTR)
-                return fail(q, "send: %s", strerror(errno));
+            if (interrupted_or_fail(q, "send", "no progress sending"))
+                return -1;
             continue;
         }
         while (n > 0 && (size_t)sent >= iov->iov_len) {
@@ -125,11 +139,54 @@ static int send_all(nvt_queue *q, struct iovec *iov, int n)
     return 0;
 }
 
-/* Send with send_lock held, unless the queue failed first. */
-static int send_locked(nvt_queue *q, struct iovec *iov, int n)
+/* Send `len` bytes of a caller's buffer by reference: vmsplice maps its pages
+ * into the queue's pipe and splice hands them to the socket, so the kernel
+ * sends from them as its own initiator sends from a bio's pages, where sendmsg
+ * would copy them first. The buffer must stay as it is until the command
+ * completes, which the caller promises anyway. The caller holds send_lock. */
+static int splice_all(nvt_queue *q, const char *data, size_t len)
+{
+    while (len > 0) {
+        struct iovec iov = {(void *)data, len < q->pipe_size ? len : q->pipe_size};
+        ssize_t in = vmsplice(q->pipe[1], &iov, 1, 0); /* the pipe is empty: some fits */
+        if (in == 0)
+            return fail(q, "vmsplice: nothing moved");
+        if (in < 0) {
+            if (interrupted_or_fail(q, "vmsplice", "no progress sending"))
+                return -1;
+            continue;
+        }
+        data += in;
+        len -= (size_t)in;
+        while (in > 0) {
+            ssize_t out = splice(q->pipe[0], NULL, q->fd, NULL, (size_t)in, len ? SPLICE_F_MORE : 0);
+            if (out > 0)
+                in -= out;
+            else if (out == 0)
+                return fail(q, "splice: nothing moved");
+            else if (interrupted_or_fail(q, "send", "no progress sending"))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Send a PDU: its header and padding in iov[0..n) (room for one more), then `len`
+ * bytes of `data`, by reference from SPLICE_MIN bytes on. The caller holds send_lock. */
+static int send_pdu(nvt_queue *q, struct iovec *iov, int n, const char *data, size_t len)
+{
+    if (len < SPLICE_MIN || q->pipe[0] < 0) {
+        iov[n++] = (struct iovec){(void *)data, len};
+        return send_all(q, iov, n, 0);
+    }
+    return send_all(q, iov, n, MSG_MORE) ? -1 : splice_all(q, data, len);
+}
+
+/* Send a PDU with send_lock held, unless the queue failed first. */
+static int send_locked(nvt_queue *q, struct iovec *iov, int n, const char *data, size_t len)
 {
     pthread_mutex_lock(&q->send_lock);
-    int rc = failed(q) ? -1 : send_all(q, iov, n);
+    int rc = failed(q) ? -1 : send_pdu(q, iov, n, data, len);
     pthread_mutex_unlock(&q->send_lock);
     return rc;
 }
@@ -152,6 +209,18 @@ nvt_queue *nvt_open(int fd, unsigned depth, uint32_t maxh2cdata, unsigned cpda, 
         free(q);
         return NULL;
     }
+    q->pipe[0] = q->pipe[1] = -1; /* without a pipe, data is copied into the socket */
+    if (pipe2(q->pipe, O_CLOEXEC) == 0) {
+        int size = fcntl(q->pipe[1], F_SETPIPE_SZ, SPLICE_PIPE); /* or what the system allows */
+        size = size > 0 ? size : fcntl(q->pipe[1], F_GETPIPE_SZ);
+        if (size > 0) {
+            q->pipe_size = (size_t)size;
+        } else {
+            close(q->pipe[0]);
+            close(q->pipe[1]);
+            q->pipe[0] = q->pipe[1] = -1;
+        }
+    }
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->changed, NULL);
     pthread_mutex_init(&q->send_lock, NULL);
@@ -160,6 +229,10 @@ nvt_queue *nvt_open(int fd, unsigned depth, uint32_t maxh2cdata, unsigned cpda, 
 
 void nvt_free(nvt_queue *q)
 {
+    if (q->pipe[0] >= 0) {
+        close(q->pipe[0]);
+        close(q->pipe[1]);
+    }
     pthread_mutex_destroy(&q->lock);
     pthread_cond_destroy(&q->changed);
     pthread_mutex_destroy(&q->send_lock);
@@ -244,10 +317,8 @@ int nvt_submit(nvt_queue *q, nvt_command *command, const uint8_t *sqe, char *dat
     memset(entry + 24, 0, 16); /* the SGL: address 0, length, type */
     put32(entry + 32, (uint32_t)length);
     entry[39] = in_capsule ? SGL_IN_CAPSULE : SGL_TRANSPORT;
-    struct iovec iov[3] = {{head, sizeof head},
-                           {(void *)padding, pdo ? pdo - CAPSULE_HLEN : 0},
-                           {(void *)data_out, capsule_data}};
-    return send_locked(q, iov, 3);
+    struct iovec iov[3] = {{head, sizeof head}, {(void *)padding, pdo ? pdo - CAPSULE_HLEN : 0}};
+    return send_locked(q, iov, 2, data_out, capsule_data);
 }
 
 int nvt_wait(nvt_queue *q, nvt_command *command)
@@ -313,8 +384,8 @@ static int answer_r2t(nvt_queue *q, const uint8_t *h)
         put16(head + 10, ttag);
         put32(head + 12, (uint32_t)offset);
         put32(head + 16, n);
-        struct iovec iov[2] = {{head, HLEN}, {(void *)(slot.out + offset), n}};
-        rc = send_all(q, iov, 2);
+        struct iovec iov[2] = {{head, HLEN}};
+        rc = send_pdu(q, iov, 1, slot.out + offset, n);
         offset += n;
     }
     pthread_mutex_unlock(&q->send_lock);

@@ -31,7 +31,8 @@ void nvt_free(nvt_queue *q);
 
 /* Send `command`: the 64-byte entry `sqe`, whose id and SGL are filled in
  * here. `data_in` receives C2HData; `data_out` goes in the capsule when
- * `in_capsule`, else on R2T. `command` and both buffers stay untouched by the
+ * `in_capsule`, else on R2T, from 64 KiB on straight from its pages (vmsplice
+ * and splice, not copied). `command` and both buffers stay untouched by the
  * caller until nvt_wait returns. While `depth` commands are in flight this
  * waits for one to complete. 0, or -1 with the queue failed. */
 int nvt_submit(nvt_queue *q, nvt_command *command, const uint8_t *sqe, char *data_in,

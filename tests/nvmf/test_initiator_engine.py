@@ -177,6 +177,34 @@ def test_r2t_in_pieces_gets_h2cdata_of_at_most_maxh2cdata(controller) -> None:
     queue.close()
 
 
+@pytest.mark.parametrize("in_capsule", [True, False])
+def test_large_write_data_arrives_intact_from_the_callers_pages(controller, in_capsule: bool) -> None:
+    """From 64 KiB on, write data goes to the socket by reference (vmsplice, splice),
+    after a header sent alone: the controller sees the same PDUs, byte for byte, for
+    data starting off a page boundary and longer than one pass of the pipe."""
+    backing = bytearray(os.urandom((3 << 20) + 100))
+    payload = memoryview(backing)[100:]  # 3 MiB from an odd address
+    received = bytearray()
+
+    def script(sock: socket.socket) -> None:
+        command, capsule = command_of(sock)
+        if in_capsule:
+            received.extend(capsule)
+        else:
+            send(sock, t.PduType.R2T, t.DataHeader(command.cid, 3, 0, len(payload)))
+            while len(received) < len(payload):
+                header = _exactly(sock, 24)
+                assert t.COMMON.unpack_from(header)[0] == t.PduType.H2C_DATA
+                received.extend(_exactly(sock, struct.unpack_from("<I", header, 16)[0]))
+        send(sock, t.PduType.CAPSULE_RESP, t.Completion(command.cid))
+
+    queue = controller(script, maxh2cdata=1 << 20)
+    blocks = len(payload) // 512
+    assert queue.submit(t.read_write(WRITE, 1, 0, blocks), payload, in_capsule=in_capsule).wait() == 0
+    assert received == payload
+    queue.close()
+
+
 def test_in_capsule_data_honours_the_controllers_alignment(controller) -> None:
     def script(sock: socket.socket) -> None:
         header = _exactly(sock, 72)
