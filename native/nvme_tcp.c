@@ -27,6 +27,7 @@ enum { C2H_TERM_REQ = 0x03, CAPSULE_CMD = 0x04, CAPSULE_RESP = 0x05, H2C_DATA = 
 enum { HDGST = 0x01, DDGST = 0x02, LAST_PDU = 0x04, SUCCESS = 0x08 };
 enum { COMMON = 8, SQE = 64, CAPSULE_HLEN = COMMON + SQE, HLEN = 24 /* every other PDU here */ };
 enum { SGL_IN_CAPSULE = 0x01, SGL_TRANSPORT = 0x5A };
+enum { NVM_WRITE = 0x01, NVM_READ = 0x02, PSDT_SGL = 0x40 };
 /* Data of a PDU from this size on is sent by reference (see send_pdu), and the
  * queue's pipe holds up to this much of it at a time, where the system allows. */
 enum { SPLICE_MIN = 64 << 10, SPLICE_PIPE = 1 << 20 };
@@ -341,6 +342,18 @@ int nvt_execute(nvt_queue *q, const uint8_t *sqe, char *data_in, size_t in_len,
      * thread is in the buffers any more. */
     nvt_submit(q, &command, sqe, data_in, in_len, data_out, out_len, in_capsule);
     return nvt_wait(q, &command);
+}
+
+int nvt_rw(nvt_queue *q, int write, uint32_t nsid, uint64_t slba, uint32_t blocks, char *data,
+           size_t len, int in_capsule)
+{
+    uint8_t sqe[SQE] = {write ? NVM_WRITE : NVM_READ, PSDT_SGL};
+    put32(sqe + 4, nsid);
+    put32(sqe + 40, (uint32_t)slba); /* SLBA: dwords 10 and 11 */
+    put32(sqe + 44, (uint32_t)(slba >> 32));
+    put32(sqe + 48, blocks - 1); /* NLB, zero-based */
+    return write ? nvt_execute(q, sqe, NULL, 0, data, len, in_capsule)
+                 : nvt_execute(q, sqe, data, len, NULL, 0, 0);
 }
 
 /* The slot of a command the controller names, or -1 (the queue failed) if none is in flight. */

@@ -50,6 +50,13 @@ int nvt_wait(nvt_queue *q, nvt_command *command);
 int nvt_execute(nvt_queue *q, const uint8_t *sqe, char *data_in, size_t in_len,
                 const char *data_out, size_t out_len, int in_capsule);
 
+/* nvt_execute of a Read (or with `write` a Write) of `blocks` blocks of
+ * namespace `nsid` from `slba`, its entry built here: `data` receives or holds
+ * `len` bytes. For the initiator's one I/O at a time, with no entry for Python
+ * to build. The status, or -1. */
+int nvt_rw(nvt_queue *q, int write, uint32_t nsid, uint64_t slba, uint32_t blocks, char *data,
+           size_t len, int in_capsule);
+
 /* Fail the queue and wake every thread in it; on return no thread uses the
  * socket, which may then be closed. */
 void nvt_shutdown(nvt_queue *q);

@@ -158,16 +158,15 @@ class Queue:
             command.wait()  # the queue failed: this raises why, and lets go
         return command
 
-    def run(self, sqe: bytes, data_out: bytes | memoryview = b"",
-            data_in: memoryview | None = None, in_capsule: bool = False) -> int:
-        """`submit` and `wait` in one call into the engine: the status. For reads and
-        writes, whose result dwords nobody needs; the I/O of one at a time gained
-        (docs/benchmarks.md)."""
-        # The views are arguments only: they are let go of as the call returns.
-        status = lib.nvt_execute(self._engine, sqe, ffi.NULL if data_in is None else _into(data_in),
-                                 len(data_in or b""),
-                                 ffi.from_buffer("char[]", data_out) if data_out else ffi.NULL,
-                                 len(data_out), in_capsule)
+    def rw(self, write: bool, nsid: int, slba: int, blocks: int, buf: memoryview,
+           in_capsule: bool = False) -> int:
+        """A Read into `buf` (or a Write of it) of `blocks` blocks from `slba`, submitted and
+        waited for in one call into the engine, which builds its entry: the status. One
+        I/O at a time gained by each Python call taken off this path (docs/benchmarks.md)."""
+        # The view is an argument only: it is let go of as the call returns.
+        status = lib.nvt_rw(self._engine, write, nsid, slba, blocks,
+                            ffi.from_buffer("char[]", buf) if write else _into(buf), len(buf),
+                            in_capsule)
         if status < 0:
             raise self._error()
         return status
@@ -337,16 +336,15 @@ class Controller:
     def pread(self, ns: Namespace, offset: int, dest: memoryview) -> None:
         if not self._one_command(ns, offset, len(dest)):
             self.start_read(ns, offset, dest).result()
-        elif status := self.io.run(t.read_write(READ, ns.nsid, offset // ns.block_size,
-                                                len(dest) // ns.block_size), data_in=dest):
+        elif status := self.io.rw(False, ns.nsid, offset // ns.block_size,
+                                  len(dest) // ns.block_size, dest):
             raise _failed(status, f"read of {len(dest)} bytes at byte {offset}")
 
     def pwrite(self, ns: Namespace, offset: int, data: memoryview) -> None:
         if not self._one_command(ns, offset, len(data)):
             self.start_write(ns, offset, data).result()
-        elif status := self.io.run(t.read_write(WRITE, ns.nsid, offset // ns.block_size,
-                                                len(data) // ns.block_size), data,
-                                   in_capsule=len(data) <= self.in_capsule):
+        elif status := self.io.rw(True, ns.nsid, offset // ns.block_size,
+                                  len(data) // ns.block_size, data, len(data) <= self.in_capsule):
             raise _failed(status, f"write of {len(data)} bytes at byte {offset}")
 
     def _one_command(self, ns: Namespace, offset: int, size: int) -> bool:

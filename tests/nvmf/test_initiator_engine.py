@@ -133,9 +133,12 @@ def test_success_flag_ends_a_read_without_a_response(controller) -> None:
 
 def test_one_call_reads_writes_and_says_the_status(controller) -> None:
     payload = os.urandom(512)
+    slba = (5 << 32) + 7  # the engine builds the entry: every field as the codec would
 
     def script(sock: socket.socket) -> None:
         command, _ = command_of(sock)
+        expected = t.Command.decode(t.read_write(READ, 3, slba, 1))  # the id and SGL are the engine's
+        assert command._replace(cid=0, sgl=expected.sgl) == expected
         assert (command.opc, command.sgl.length) == (READ, len(payload))
         send(sock, t.PduType.C2H_DATA, t.DataHeader(command.cid, 0, 0, len(payload)), payload,
              t.Flag.LAST_PDU | t.Flag.SUCCESS)
@@ -145,8 +148,8 @@ def test_one_call_reads_writes_and_says_the_status(controller) -> None:
 
     queue = controller(script)
     buf = bytearray(len(payload))
-    assert queue.run(read_of(1), data_in=memoryview(buf)) == 0 and buf == payload
-    assert queue.run(t.read_write(WRITE, 1, 0, 1), payload, in_capsule=True) == 0x0280
+    assert queue.rw(False, 3, slba, 1, memoryview(buf)) == 0 and buf == payload
+    assert queue.rw(True, 1, 0, 1, memoryview(payload), in_capsule=True) == 0x0280
     queue.close()
 
 
@@ -252,7 +255,7 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("one_call", [False, True], ids=["submit and wait", "run"])
+@pytest.mark.parametrize("one_call", [False, True], ids=["submit and wait", "rw"])
 @pytest.mark.parametrize("case", HOSTILE)
 def test_a_hostile_pdu_fails_the_queue_and_writes_nothing_outside(controller, case: str,
                                                                   one_call: bool) -> None:
@@ -262,7 +265,7 @@ def test_a_hostile_pdu_fails_the_queue_and_writes_nothing_outside(controller, ca
     buf = memoryview(memory)[64:128]
     with pytest.raises(Unreachable, match=message):
         if one_call:
-            queue.run(read_of(1), data_in=buf)
+            queue.rw(False, 1, 0, 1, buf)
         else:
             queue.submit(read_of(1), data_in=buf).wait()
     assert memory[:64] == memory[128:] == b"\xee" * 64
