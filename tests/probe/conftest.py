@@ -74,8 +74,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         time.sleep(interval)
 
 
-def listening_ports(pid: int) -> set[int]:
-    """TCP ports process `pid` listens on (its socket inodes matched against /proc/net/tcp)."""
+def listening_addresses(pid: int) -> set[tuple[str, int]]:
+    """(IPv4 address, port) pairs process `pid` listens on (its socket inodes matched against
+    /proc/net/tcp); "*" for any address. Two processes may listen on one port number at
+    different addresses (in the VM: datanodes on the RDMA address and on loopback)."""
     inodes = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -88,7 +90,7 @@ def listening_ports(pid: int) -> set[int]:
             continue
         if link.startswith("socket:["):
             inodes.add(link[len("socket:[") : -1])
-    ports = set()
+    found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -98,8 +100,17 @@ def listening_ports(pid: int) -> set[int]:
         for row in rows:
             fields = row.split()
             if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+                host, port = fields[1].rsplit(":", 1)
+                ip = socket.inet_ntoa(bytes.fromhex(host)[::-1]) if len(host) == 8 else "*"
+                found.add(("*" if ip == "0.0.0.0" else ip, int(port, 16)))
+    return found
+
+
+def listens_on(pid: int, address: str) -> bool:
+    """Whether process `pid` listens on `address` (host:port)."""
+    host, port = address.rsplit(":", 1)
+    found = listening_addresses(pid)
+    return (host, int(port)) in found or ("*", int(port)) in found
 
 
 def pid_running(pid: int) -> bool:
@@ -194,7 +205,7 @@ class ProbeCluster:
             deadline = time.monotonic() + START_TIMEOUT
             # Ours must be the process listening there (another may have taken the port).
             while time.monotonic() < deadline and proc.popen.poll() is None:
-                if port not in listening_ports(proc.pid):
+                if not listens_on(proc.pid, address):
                     time.sleep(0.02)
                     continue
                 try:
@@ -253,12 +264,9 @@ class ProbeCluster:
         """True once the namenode lists `proc` (by the port it listens on) as alive."""
         if proc.popen.poll() is not None:
             pytest.fail(f"{proc.name} exited with {proc.popen.returncode}: {proc.log_text()[-2000:]}")
-        ports = listening_ports(proc.pid)
-        if not ports:
-            return False
         _, nodes = store.usage()
         for node in nodes:
-            if node.alive and int(node.address.rsplit(":", 1)[1]) in ports:
+            if node.alive and listens_on(proc.pid, node.address):
                 proc.address, proc.datanode_id = node.address, node.id
                 return True
         return False
