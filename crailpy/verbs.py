@@ -119,8 +119,9 @@ class Connection:
         handle = lib.crail_connect(host.encode(), port, depth, int(timeout * 1000), err, _ERRLEN)
         if handle == ffi.NULL:
             raise Unreachable(f"rdma {host}:{port}: {ffi.string(err).decode(errors='replace')}")
-        # `close` frees the queue pair; the struct goes with the last reference (a
-        # `Remote` may hold one), so that a late call answers "closed", not a crash.
+        # `close` frees the queue pair; the struct of a closed one goes with the last
+        # reference (a `Remote` may hold one), so that a late call answers "closed", not a
+        # crash. One never closed is left alone at collection, as before (crail_free).
         self._handle = ffi.gc(handle, lib.crail_free)
         self.device = ffi.string(lib.crail_conn_device(handle)).decode()
         self._completions = ffi.new("crail_completion[]", 32)

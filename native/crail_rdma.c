@@ -466,6 +466,7 @@ crail_conn *crail_connect(const char *host, int port, int depth, int timeout_ms,
     c->connected = 1;
     return c;
 error:
+    crail_close(c);
     crail_free(c);
     return NULL;
 }
@@ -689,9 +690,10 @@ void crail_close(crail_conn *c)
 
 void crail_free(crail_conn *c)
 {
-    if (c == NULL)
+    /* One never closed is left as it is: tearing a queue pair down from Python's
+     * garbage collector, at any moment in any thread, is not safe to do. */
+    if (c == NULL || !c->closed)
         return;
-    crail_close(c);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -80,7 +80,8 @@ int crail_conn_failed(crail_conn *conn);
 /* Disconnect and free the queue pair and all it holds, once no call is under way
  * on it. The struct itself stays, so that a late call answers "closed". */
 void crail_close(crail_conn *conn);
-/* Free the struct (closing first if need be): when nothing can call with it any more. */
+/* Free the struct of a closed connection, when nothing can call with it any more;
+ * one never closed is left alone (a leak, not a teardown at an unknown moment). */
 void crail_free(crail_conn *conn);
 
 /* ---- both ---- */
