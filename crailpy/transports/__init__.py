@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from crailpy.protocol.messages import Block
+from crailpy.errors import Stale
+from crailpy.protocol.messages import Block, DatanodeInfo
 
 
 class Transfer(Protocol):
@@ -31,6 +32,13 @@ class Bound(Protocol):
     def read_now(self, offset: int, dest: memoryview) -> int | None: ...
 
     def write_now(self, offset: int, data: memoryview) -> int | None: ...
+
+
+def check_owner(block: Block, datanode: DatanodeInfo) -> None:
+    """Raise Stale for a block of another datanode: a transport that reaches a datanode's
+    memory or namespace by offset would otherwise move another block's bytes."""
+    if block.datanode != datanode.id:
+        raise Stale(f"block of datanode {block.datanode} asked of datanode {datanode.id}")
 
 
 class BoundBlock:

@@ -11,9 +11,9 @@ target grants its whole namespace to any host it admits (docs/nvmf.md).
 from __future__ import annotations
 
 from crailpy.config import ClientConfig
-from crailpy.errors import Stale, Unreachable
+from crailpy.errors import Unreachable
 from crailpy.protocol.messages import Block, DatanodeInfo
-from crailpy.transports import BoundBlock
+from crailpy.transports import BoundBlock, check_owner
 from crailpy.transports.nvme_initiator import Controller, Io, NvmeError
 
 
@@ -36,26 +36,22 @@ class NvmfEndpoint:
             raise
 
     def read(self, block: Block, offset: int, dest: memoryview) -> Io:
-        self._check(block)
+        check_owner(block, self.datanode)
         return self._controller.start_read(self._namespace, block.offset + offset, dest)
 
     def write(self, block: Block, offset: int, data: memoryview) -> Io:
-        self._check(block)
+        check_owner(block, self.datanode)
         return self._controller.start_write(self._namespace, block.offset + offset, data)
 
     def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
-        self._check(block)
+        check_owner(block, self.datanode)
         self._controller.pread(self._namespace, block.offset + offset, dest)
         return len(dest)
 
     def write_now(self, block: Block, offset: int, data: memoryview) -> int:
-        self._check(block)
+        check_owner(block, self.datanode)
         self._controller.pwrite(self._namespace, block.offset + offset, data)
         return len(data)
-
-    def _check(self, block: Block) -> None:
-        if block.datanode != self.datanode.id:
-            raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")
 
     def bind(self, block: Block) -> BoundBlock:
         return BoundBlock(self, block)

@@ -25,6 +25,7 @@ from crailpy import verbs
 from crailpy.config import ClientConfig
 from crailpy.errors import Displaced, Stale, Timeout, Unreachable
 from crailpy.protocol.messages import Block, DatanodeInfo
+from crailpy.transports import check_owner
 
 
 # Transfers below this size go through registered staging slots: copying them
@@ -125,17 +126,19 @@ class RdmaEndpoint:
         queue pair and no more than its scratch holds, one C call from posting to
         completion. In the test-bed VM each microsecond of Python on this path costs a
         small read two to three, so what can be is worked out here, once per block."""
-        self._check(block)
+        check_owner(block, self.datanode)
         return verbs.Remote(self._conn, self._pool + block.offset, block.key, self._timeout_ms,
                             self._spin_us, self._failed_by)
 
     def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
-        done = self.bind(block).read_now(offset, dest)
-        return self._start(block, offset, dest, False).result() if done is None else done
+        return self._now(block, offset, dest, write=False)
 
     def write_now(self, block: Block, offset: int, data: memoryview) -> int:
-        done = self.bind(block).write_now(offset, data)
-        return self._start(block, offset, data, True).result() if done is None else done
+        return self._now(block, offset, data, write=True)
+
+    def _now(self, block: Block, offset: int, buf: memoryview, write: bool) -> int:
+        done = self.bind(block).transfer_now(offset, buf, write)
+        return self._start(block, offset, buf, write).result() if done is None else done
 
     def _failed_by(self, status: int) -> None:
         """A transfer of `bind`'s failed with `status`: the queue pair fails with the error
@@ -151,7 +154,7 @@ class RdmaEndpoint:
             raise self._failure
 
     def _start(self, block: Block, offset: int, buf: memoryview, write: bool) -> RdmaTransfer:
-        self._check(block)
+        check_owner(block, self.datanode)
         remote = self._pool + block.offset + offset
         transfer = RdmaTransfer(self, len(buf))
         if transfer.done:
@@ -195,10 +198,6 @@ class RdmaEndpoint:
         op.id, op.local, op.remote, op.lkey, op.rkey = wr_id, local, remote, lkey, rkey
         op.length, op.write, op.signaled = length, write, signaled
         self._count += 1
-
-    def _check(self, block: Block) -> None:
-        if block.datanode != self.datanode.id:
-            raise Stale(f"block of datanode {block.datanode} asked of datanode {self.datanode.id}")
 
     @property
     def _where(self) -> str:
