@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
 from crailpy.errors import CrailError, ProtocolError, Timeout, Unreachable, error_for
-from crailpy.netio import Buffer, Closed, SocketReader, send_all
+from crailpy.netio import BULK, Buffer, Closed, SocketReader, send_all
 from crailpy.protocol import frames, wire
 from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, Error
 
@@ -27,16 +27,17 @@ if TYPE_CHECKING:
 class Pending:
     """One request in flight."""
 
-    __slots__ = ("channel", "request_id", "opcode", "response_cls", "into", "done", "value",
-                 "error")
+    __slots__ = ("channel", "request_id", "opcode", "response_cls", "into", "bulk", "done",
+                 "value", "error")
 
     def __init__(self, channel: "Channel", request_id: int, opcode: int, response_cls: type,
-                 into: memoryview | None) -> None:
+                 into: memoryview | None, bulk: bool) -> None:
         self.channel = channel
         self.request_id = request_id
         self.opcode = opcode
         self.response_cls = response_cls
         self.into = into
+        self.bulk = bulk  # it moves data enough to be waited for asleep (netio.BULK)
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
@@ -89,8 +90,10 @@ class Channel:
             raise self.broken
         request_id = next(self._ids)
         opcode = OPCODES[type(msg)]
-        pending = Pending(self, request_id, opcode, OPERATIONS[opcode][1], into)
-        head = frames.encode_request(msg, request_id, sum(len(d) for d in data))
+        length = sum(len(d) for d in data)
+        pending = Pending(self, request_id, opcode, OPERATIONS[opcode][1], into,
+                          length + (len(into) if into is not None else 0) >= BULK)
+        head = frames.encode_request(msg, request_id, length)
         self._pending[request_id] = pending
         try:
             with self._send_lock:
@@ -114,12 +117,12 @@ class Channel:
                     pending.error, pending.done = self.broken, True
                     return
                 try:
-                    self._receive_one()
+                    self._receive_one(spin=not pending.bulk)
                 except (CrailError, OSError) as exc:  # framing is lost: fail the whole connection
                     self._break(exc)
 
-    def _receive_one(self) -> None:
-        header = frames.decode_header(self.reader.read_exact(frames.HEADER_SIZE))
+    def _receive_one(self, spin: bool) -> None:
+        header = frames.decode_header(self.reader.read_exact(frames.HEADER_SIZE, spin))
         pending = self._pending.pop(header.request_id, None)
         if pending is None or not header.is_response or header.opcode != pending.opcode:
             raise ProtocolError(f"{self.peer} sent a frame that answers no request of ours "

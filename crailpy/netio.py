@@ -18,6 +18,14 @@ from crailpy.errors import Unreachable
 
 Buffer = bytes | bytearray | memoryview
 
+# An exchange that moves this many data bytes or more is waited for asleep: copying
+# them takes longer than a spin lasts, and with more processes than cores a spin takes
+# the CPU from the process that does that copying (docs/benchmarks.md).
+BULK = 256 * 1024
+# Bulk data is received with the socket's low-water mark (SO_RCVLOWAT) at up to this many
+# bytes: the kernel wakes the receiver once per this much, not once per segment.
+LOWAT = 512 * 1024
+
 
 class Closed(Unreachable):
     """The peer closed the connection."""
@@ -50,7 +58,7 @@ class SocketReader:
         """Bytes received but not yet consumed."""
         return self._end - self._start
 
-    def _fill(self, need: int) -> None:
+    def _fill(self, need: int, spin: bool = True) -> None:
         if need > len(self._buf):  # a large body (callers check it against the limits first)
             grown = bytearray(need)
             grown[: self.buffered()] = self._view[self._start : self._end]
@@ -62,14 +70,15 @@ class SocketReader:
             self._start, self._end = 0, pending
         while self._end - self._start < need:
             stop = None if self.greedy else self._start + need
-            got = self._recv_into(self._view[self._end : stop])
+            got = self._recv_into(self._view[self._end : stop], spin)
             if not got:
                 raise Closed("connection closed by peer")
             self._end += got
 
-    def read_exact(self, n: int) -> memoryview:
-        """The next `n` bytes, valid until the next call on this reader."""
-        self._fill(n)
+    def read_exact(self, n: int, spin: bool = True) -> memoryview:
+        """The next `n` bytes, valid until the next call on this reader; `spin` False
+        sleeps at once if they are not there (see `BULK`)."""
+        self._fill(n, spin)
         out = self._view[self._start : self._start + n]
         self._start += n
         return out
@@ -79,12 +88,19 @@ class SocketReader:
         take = min(self.buffered(), len(dest))
         dest[:take] = self._view[self._start : self._start + take]
         self._start += take
-        pos = take
+        pos, mark = take, 1
         while pos < len(dest):
+            left = len(dest) - pos  # bytes sure to come: a mark up to them cannot stall
+            want = min(left, LOWAT) if left >= BULK else 1
+            if want != mark:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+                mark = want
             got = self._recv_into(dest[pos:], spin=False)  # bulk data: sleep, leave the CPU to the sender
             if not got:
                 raise Closed("connection closed by peer")
             pos += got
+        if mark != 1:  # headers are read as they come
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
     def _recv_into(self, view: memoryview, spin: bool = True) -> int:
         if spin and self.spin:

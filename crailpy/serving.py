@@ -20,7 +20,7 @@ import threading
 from typing import Any, Callable, Protocol, Sequence
 
 from crailpy.errors import CrailError, ProtocolError, Status
-from crailpy.netio import Buffer, Closed, SocketReader, send_all
+from crailpy.netio import BULK, Buffer, Closed, SocketReader, send_all
 from crailpy.protocol import frames, wire
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class Connection:
         self.session = session
         sock.settimeout(SEND_TIMEOUT)
         self.reader = SocketReader(sock, spin=spin, patient=True, greedy=not bulk)
+        self.moved = 0  # data bytes of the last request and its reply (see netio.BULK)
         self._out: list[Buffer] = []
 
     def reply(self, header: frames.Header, msg: Any) -> None:
@@ -48,12 +49,14 @@ class Connection:
     def reply_data(self, header: frames.Header, msg: Any, data: Sequence[Buffer]) -> None:
         """Reply with a body followed by `data`, sent from where it lies, in one system call."""
         length = sum(len(d) for d in data)
+        self.moved += length
         self._out.append(frames.encode_response(header.opcode, header.request_id, msg, length))
         out, self._out = self._out, []
         send_all(self.sock, [*out, *data])
 
     def reply_head(self, header: frames.Header, msg: Any, data_length: int) -> None:
         """Send a reply's header and body now; the caller sends its `data_length` bytes next."""
+        self.moved += data_length
         self._out.append(frames.encode_response(header.opcode, header.request_id, msg, data_length))
         self.flush()
 
@@ -161,9 +164,10 @@ def _serve_frame(conn: Connection,
                  handle: Callable[[Connection, frames.Header, Any, int], None]) -> bool:
     """Answer one frame; False when the connection must close."""
     reader = conn.reader
-    raw = reader.read_exact(frames.HEADER_SIZE)
+    raw = reader.read_exact(frames.HEADER_SIZE, spin=conn.moved < BULK)
     try:
         header = frames.decode_header(raw)
+        conn.moved = header.length
     except CrailError as exc:
         # Nothing after a bad header can be trusted: answer once, then hang up.
         conn.reply_error(frames.Header(*frames.HEADER.unpack(raw)[1:]), exc.status, str(exc))
