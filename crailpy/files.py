@@ -25,7 +25,7 @@ from crailpy.protocol import messages as m
 
 if TYPE_CHECKING:
     from crailpy.client import Store
-    from crailpy.transports import Bound
+    from crailpy.transports import Bound, Endpoint
 
 MAX_TRIES = 16  # attempts of one block transfer refused as STALE (see `_result`)
 
@@ -173,6 +173,7 @@ class Writer(io.BufferedIOBase):
         self._window = window or _Window(store.config.client.inflight)
         self._done = False
         self._failed: BaseException | None = None  # a transfer failed: the file cannot commit
+        self._written: dict[int, Endpoint] = {}  # endpoints written through, to `_confirm`
 
     def writable(self) -> bool:
         return True
@@ -204,6 +205,7 @@ class Writer(io.BufferedIOBase):
             with self._failing():
                 self._flush_buffer(now=True)
                 self._window.drain()
+                self._confirm()
 
     def close(self) -> None:
         if self._done:
@@ -213,6 +215,7 @@ class Writer(io.BufferedIOBase):
                 raise self._failed
             self._flush_buffer(final=True, now=True)
             self._window.drain()
+            self._confirm()
             info = self._store._call(m.Commit(self._info.id, self._token, self._pos))
         except BaseException:
             self.abort()
@@ -280,8 +283,7 @@ class Writer(io.BufferedIOBase):
                                functools.partial(self._write_block, index, offset, chunk))
                 if now and len(chunk) == len(view) and self._window.idle:
                     try:
-                        self._store._endpoint(datanode, self.path, index).write_now(block, offset,
-                                                                                    chunk)
+                        self._endpoint(datanode, index).write_now(block, offset, chunk, final)
                     except Stale as exc:
                         _finished(_Refused(exc), retry)
                 else:
@@ -300,7 +302,20 @@ class Writer(io.BufferedIOBase):
 
     def _write_block(self, index: int, offset: int, chunk: memoryview, datanode: m.DatanodeInfo,
                      block: m.Block) -> Any:
-        return self._store._endpoint(datanode, self.path, index).write(block, offset, chunk)
+        return self._endpoint(datanode, index).write(block, offset, chunk)
+
+    def _endpoint(self, datanode: m.DatanodeInfo, index: int) -> Endpoint:
+        """The endpoint that writes block `index`, remembered for `_confirm`."""
+        endpoint = self._store._endpoint(datanode, self.path, index)
+        self._written[id(endpoint)] = endpoint
+        return endpoint
+
+    def _confirm(self) -> None:
+        """Every byte written is placed: over RDMA a WRITE is done when it is
+        acknowledged, and each endpoint confirms the placement of its WRITEs at once."""
+        written, self._written = self._written, {}
+        for endpoint in written.values():
+            endpoint.confirm()
 
     def _allocate(self, remaining: int) -> None:
         """Ask for the blocks this write needs, and ahead of need as many as the file has

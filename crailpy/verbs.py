@@ -172,21 +172,26 @@ class Remote:
 
     `failed(status)` is called when a transfer fails, with the failed completion's
     status, `TIMED_OUT`, or -1 (see `Connection.error`); it raises, or answers None.
+    `wrote(last_byte, rkey, placed)` is told of every WRITE done: `placed` if it was
+    confirmed with it, else its placement is still to be confirmed.
     """
 
-    __slots__ = ("_handle", "_err", "_address", "_rkey", "_timeout_ms", "_spin_us", "_failed")
+    __slots__ = ("_handle", "_err", "_address", "_rkey", "_timeout_ms", "_spin_us", "_failed",
+                 "_wrote")
 
     def __init__(self, conn: Connection, address: int, rkey: int, timeout_ms: int,
-                 spin_us: int, failed: Callable[[int], None]) -> None:
+                 spin_us: int, failed: Callable[[int], None],
+                 wrote: Callable[[int, int, bool], None]) -> None:
         self._handle = ffi.NULL if conn._handle is None else conn._handle
         self._err = conn._err
         self._address, self._rkey = address, rkey
         self._timeout_ms, self._spin_us = timeout_ms, spin_us
-        self._failed = failed
+        self._failed, self._wrote = failed, wrote
 
-    def transfer_now(self, offset: int, buf: Any, write: bool = False) -> int | None:
-        """READ `len(buf)` bytes at `offset` into `buf`, or WRITE them there and confirm
-        their placement: the number of bytes moved, or None."""
+    def transfer_now(self, offset: int, buf: Any, write: int = 0) -> int | None:
+        """READ `len(buf)` bytes at `offset` into `buf`, or WRITE them there (`write` is
+        `CRAIL_WRITE` or `CRAIL_WRITE_PLACED`, see crail_rdma.h): the number of bytes
+        moved, or None."""
         # The view is let go of when the call returns, as its only reference goes.
         status = lib.crail_transfer(self._handle, ffi.from_buffer("char[]", buf, not write),
                                     len(buf), self._address + offset, self._rkey, write,
@@ -197,8 +202,13 @@ class Remote:
 
     read_now = transfer_now  # `write` stays False: a read's latency has no frame more
 
-    def write_now(self, offset: int, data: Any) -> int | None:
-        return self.transfer_now(offset, data, True)
+    def write_now(self, offset: int, data: Any, placed: bool = False) -> int | None:
+        """WRITE `data` at `offset`, done once acknowledged, or once `placed` in the
+        datanode's memory (the 1-byte READ behind it, in the same C call)."""
+        done = self.transfer_now(offset, data, lib.CRAIL_WRITE_PLACED if placed else lib.CRAIL_WRITE)
+        if done:
+            self._wrote(self._address + offset + done - 1, self._rkey, placed)
+        return done
 
 
 def status_text(status: int) -> str:

@@ -587,10 +587,11 @@ static int transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote,
 {
     uint32_t lkey = crail_mr_lkey(c->scratch_mr);
     uint64_t scratch = (uint64_t)(uintptr_t)c->scratch;
+    int fence = write == CRAIL_WRITE_PLACED;
     crail_op ops[2] = {
-        {.id = write ? TRANSFER_DATA_ID : TRANSFER_ID, .local = scratch, .remote = remote,
-         .lkey = lkey, .rkey = rkey, .length = length, .write = (uint8_t)write,
-         .signaled = !write},
+        {.id = fence ? TRANSFER_DATA_ID : TRANSFER_ID, .local = scratch, .remote = remote,
+         .lkey = lkey, .rkey = rkey, .length = length, .write = (uint8_t)(write != 0),
+         .signaled = !fence},
         /* the fence: its answer leaves the datanode only once the WRITE is in its memory */
         {.id = TRANSFER_ID, .local = scratch + CRAIL_SCRATCH, .remote = remote + length - 1,
          .lkey = lkey, .rkey = rkey, .length = 1, .write = 0, .signaled = 1},
@@ -600,7 +601,7 @@ static int transfer(crail_conn *c, void *data, uint32_t length, uint64_t remote,
     double deadline = now_us() + timeout_ms * 1e3;
     if (write)
         memcpy(c->scratch, data, length);
-    if (post(c, ops, write ? 2 : 1, err, errlen) != 0)
+    if (post(c, ops, fence ? 2 : 1, err, errlen) != 0)
         return -1;
     for (;;) { /* until the last request's completion, which comes, flushed, after any failure */
         int left = (int)((deadline - now_us()) / 1e3);

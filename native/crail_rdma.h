@@ -63,10 +63,14 @@ int crail_post_poll(crail_conn *conn, const crail_op *ops, int n, crail_completi
 #define CRAIL_SCRATCH 65536
 /* What `crail_transfer` answers when it cannot go at once (see there). */
 #define CRAIL_NOT_NOW -3
+/* `crail_transfer`'s `write`: a WRITE done when the datanode's device acknowledged
+ * it (1), or with the 1-byte READ behind it whose answer confirms its placement (2). */
+#define CRAIL_WRITE 1
+#define CRAIL_WRITE_PLACED 2
 /* One transfer start to finish, for a caller that would wait at once: WRITE
  * `length` bytes of `data` to `remote`, through the connection's registered
- * scratch, with the 1-byte READ that confirms placement behind it (write ==
- * 1), or READ them through the scratch into `data`. No registration, and
+ * scratch (write == CRAIL_WRITE or CRAIL_WRITE_PLACED), or READ them through
+ * the scratch into `data` (write == 0). No registration, and
  * nothing returns to Python in between. Any thread may call it: it goes only
  * with the connection to itself (nothing else posted or polling, `length` from
  * 1 to CRAIL_SCRATCH) and answers CRAIL_NOT_NOW otherwise, having done

@@ -3,7 +3,9 @@
 Each transport gives an `Endpoint` per datanode with two asynchronous
 operations (Crail's `StorageEndpoint`, smaller): `write` a buffer to a block
 and `read` a block into a buffer. Both return a handle whose `result()` waits;
-the buffer is the caller's own, never copied. `write_now` and `read_now` do
+the buffer is the caller's own, never copied. A write's bytes are stored at
+the datanode when it is done, or after `confirm()` where the transport
+acknowledges them first (rdma). `write_now` and `read_now` do
 the same and wait, for a caller with one transfer to make; `bind` gives a
 block's own handle for those, which a reader keeps per block so that a small
 read costs as few Python calls as the transport allows. `tcp` works
@@ -31,7 +33,7 @@ class Bound(Protocol):
 
     def read_now(self, offset: int, dest: memoryview) -> int | None: ...
 
-    def write_now(self, offset: int, data: memoryview) -> int | None: ...
+    def write_now(self, offset: int, data: memoryview, placed: bool = False) -> int | None: ...
 
 
 def check_owner(block: Block, datanode: DatanodeInfo) -> None:
@@ -52,8 +54,10 @@ class BoundBlock:
     def read_now(self, offset: int, dest: memoryview) -> int | None:
         return None if self.endpoint.broken else self.endpoint.read_now(self.block, offset, dest)
 
-    def write_now(self, offset: int, data: memoryview) -> int | None:
-        return None if self.endpoint.broken else self.endpoint.write_now(self.block, offset, data)
+    def write_now(self, offset: int, data: memoryview, placed: bool = False) -> int | None:
+        if self.endpoint.broken:
+            return None
+        return self.endpoint.write_now(self.block, offset, data, placed)
 
 
 class Endpoint(Protocol):
@@ -65,15 +69,21 @@ class Endpoint(Protocol):
     def read(self, block: Block, offset: int, dest: memoryview) -> Transfer:
         """Read `len(dest)` bytes at `offset` within `block` into `dest`."""
 
-    def write_now(self, block: Block, offset: int, data: memoryview) -> int:
+    def write_now(self, block: Block, offset: int, data: memoryview, placed: bool = False) -> int:
         """Write and wait, for a caller with nothing else to start first: a transport may
-        have a quicker way for one transfer on its own. The number of bytes written."""
+        have a quicker way for one transfer on its own. The number of bytes written.
+        `placed`: return only once it is stored, as after `confirm()` (rdma confirms it
+        with the write, which costs less than after it)."""
 
     def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
         """Read and wait, the same way: the number of bytes read."""
 
     def bind(self, block: Block) -> "Bound":
         """`block` of this endpoint, for transfers waited for at once."""
+
+    def confirm(self) -> None:
+        """Every write done so far is stored at the datanode, not only acknowledged: a
+        writer calls it before COMMIT. Only rdma acknowledges a write before that."""
 
     @property
     def broken(self) -> bool:

@@ -48,13 +48,16 @@ class NvmfEndpoint:
         self._controller.pread(self._namespace, block.offset + offset, dest)
         return len(dest)
 
-    def write_now(self, block: Block, offset: int, data: memoryview) -> int:
+    def write_now(self, block: Block, offset: int, data: memoryview, placed: bool = False) -> int:
         check_owner(block, self.datanode)
         self._controller.pwrite(self._namespace, block.offset + offset, data)
         return len(data)
 
     def bind(self, block: Block) -> BoundBlock:
         return BoundBlock(self, block)
+
+    def confirm(self) -> None:
+        """A Write completes once the target's controller has its data."""
 
     @property
     def broken(self) -> bool:

@@ -3,10 +3,12 @@
 The caller's buffer is registered as it is for the length of one transfer, and
 the device moves the bytes: no copy on either side, and the datanode's CPU is
 not involved. Transfers under 64 KiB are copied through registered staging
-slots instead, which costs less than registering. A WRITE is confirmed by a
-1-byte READ of its last byte chained behind it on the same queue pair (Crail's
-trick): the READ's answer leaves the datanode only after the WRITE is in its
-memory, so when `result()` returns the bytes are placed, not only sent.
+slots instead, which costs less than registering. A WRITE is done when the
+datanode's device acknowledged it; `confirm()` then makes sure that every WRITE
+so far is placed in the datanode's memory with one 1-byte READ on the same queue
+pair (Crail's trick, which Crail chains behind each WRITE): a responder executes
+requests in order, so the READ's answer leaves only after the WRITEs before it
+are in memory. A writer confirms each endpoint it wrote through before COMMIT.
 
 Work requests are written into a preallocated array and posted by whoever
 waits next, together with the poll for completions: one C call, without the
@@ -62,7 +64,7 @@ class RdmaTransfer:
         self.memory: verbs.MemoryRegion | None = None  # the caller's buffer, registered
         self.slot: int | None = None  # or a staging slot
         self.copy_to: memoryview | None = None  # a staged read: where its bytes go
-        self.ids: list[int] = []  # its work requests: one, or a WRITE and its fence
+        self.ids: list[int] = []  # its work request
         self.length = length
         self.error: BaseException | None = None
         self.done = length == 0
@@ -99,8 +101,7 @@ class RdmaEndpoint:
         self._depth = max(2 * config.inflight, 32)  # work requests in flight
         self._conn = verbs.Connection(datanode.host, datanode.rdma.port, self._depth,
                                       config.connect_timeout)
-        self._fence = bytearray(1)
-        self._fence_memory = self._conn.register(self._fence, writable=True)
+        self._fence = bytearray(1)  # where `confirm`'s READ lands
         self._staging = _Staging(self._conn, self._depth)
         self._lock = threading.Lock()  # the table of transfers in flight, the unposted work
         self._poll_lock = threading.Lock()  # one poller (and poster) at a time
@@ -113,6 +114,8 @@ class RdmaEndpoint:
         self._count = 0
         self._failure: BaseException | None = None
         self._pool = datanode.rdma.address  # where block offsets count from
+        # WRITEs posted, the last one's last byte (address, key), and how many are confirmed
+        self._writes, self._last_write, self._placed = 0, (0, 0), 0
         self._timeout_ms, self._spin_us = int(config.io_timeout * 1000), config.spin_us
 
     def read(self, block: Block, offset: int, dest: memoryview) -> RdmaTransfer:
@@ -128,17 +131,50 @@ class RdmaEndpoint:
         small read two to three, so what can be is worked out here, once per block."""
         check_owner(block, self.datanode)
         return verbs.Remote(self._conn, self._pool + block.offset, block.key, self._timeout_ms,
-                            self._spin_us, self._failed_by)
+                            self._spin_us, self._failed_by, self._wrote)
 
     def read_now(self, block: Block, offset: int, dest: memoryview) -> int:
-        return self._now(block, offset, dest, write=False)
+        done = self.bind(block).read_now(offset, dest)
+        return self._start(block, offset, dest, False).result() if done is None else done
 
-    def write_now(self, block: Block, offset: int, data: memoryview) -> int:
-        return self._now(block, offset, data, write=True)
+    def write_now(self, block: Block, offset: int, data: memoryview, placed: bool = False) -> int:
+        bound = self.bind(block)
+        done = bound.write_now(offset, data, placed)
+        if done is None:
+            done = self._start(block, offset, data, True).result()
+            if placed:
+                self.confirm()
+        return done
 
-    def _now(self, block: Block, offset: int, buf: memoryview, write: bool) -> int:
-        done = self.bind(block).transfer_now(offset, buf, write)
-        return self._start(block, offset, buf, write).result() if done is None else done
+    def _wrote(self, last_byte: int, rkey: int, placed: bool) -> None:
+        """A WRITE of `bind`'s ended at `last_byte` under `rkey`: `confirm` covers it, or
+        it was `placed`, with every WRITE before it (it had the queue pair to itself)."""
+        with self._lock:
+            self._writes += 1
+            self._last_write = (last_byte, rkey)
+            if placed:
+                self._placed = self._writes
+
+    def confirm(self) -> None:
+        """Every WRITE this endpoint made so far is placed in the datanode's memory: one
+        1-byte READ of the last one's last byte, answered only after them all. A READ (or
+        any transfer since) refused for its key confirms it as well: the refusal came
+        after the WRITEs before it were executed, and a key that the datanode dropped was
+        deregistered, which waits for every access under it. Raises if the queue pair was
+        lost without an answer (the WRITEs may not have landed)."""
+        with self._lock:
+            writes, (last_byte, rkey) = self._writes, self._last_write
+        if writes <= self._placed:
+            return
+        fence = memoryview(self._fence)
+        try:  # one C call if the queue pair is free, else the general way
+            if verbs.Remote(self._conn, last_byte, rkey, self._timeout_ms, self._spin_us,
+                            self._failed_by, self._wrote).read_now(0, fence) is None:
+                self._post(last_byte, rkey, fence, write=False).result()
+        except Stale:
+            pass
+        with self._lock:
+            self._placed = max(self._placed, writes)
 
     def _failed_by(self, status: int) -> None:
         """A transfer of `bind`'s failed with `status`: the queue pair fails with the error
@@ -155,7 +191,9 @@ class RdmaEndpoint:
 
     def _start(self, block: Block, offset: int, buf: memoryview, write: bool) -> RdmaTransfer:
         check_owner(block, self.datanode)
-        remote = self._pool + block.offset + offset
+        return self._post(self._pool + block.offset + offset, block.key, buf, write)
+
+    def _post(self, remote: int, rkey: int, buf: memoryview, write: bool) -> RdmaTransfer:
         transfer = RdmaTransfer(self, len(buf))
         if transfer.done:
             return transfer
@@ -182,13 +220,11 @@ class RdmaEndpoint:
                 local = self._staging.memory.address + transfer.slot * SMALL
                 lkey = self._staging.memory.lkey
             transfer.ids.append(next(self._ids))
-            self._add(transfer.ids[0], local, remote, lkey, block.key, len(buf), write, not write)
-            if write:  # the fence: its completion says the WRITE before it is placed
-                transfer.ids.append(next(self._ids))
-                self._add(transfer.ids[1], self._fence_memory.address, remote + len(buf) - 1,
-                          self._fence_memory.lkey, block.key, 1, False, True)
-            for wr_id in transfer.ids:  # an unsignaled WRITE still reports its failure
-                self._in_flight[wr_id] = transfer
+            self._add(transfer.ids[0], local, remote, lkey, rkey, len(buf), write, True)
+            self._in_flight[transfer.ids[0]] = transfer
+            if write:
+                self._writes += 1
+                self._last_write = (remote + len(buf) - 1, rkey)
         return transfer
 
     def _add(self, wr_id: int, local: int, remote: int, lkey: int, rkey: int, length: int,
@@ -280,5 +316,4 @@ class RdmaEndpoint:
         with self._poll_lock, self._lock:
             self._fail(Unreachable(f"rdma {self._where}: closed"))
             self._conn.close()
-            self._fence_memory.close()
             self._staging.memory.close()

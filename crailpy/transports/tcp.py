@@ -43,7 +43,7 @@ class TcpEndpoint:
                                                  block.key),
                                             into=dest)
 
-    def write_now(self, block: Block, offset: int, data: memoryview) -> int:
+    def write_now(self, block: Block, offset: int, data: memoryview, placed: bool = False) -> int:
         self.write(block, offset, data).result()
         return len(data)
 
@@ -52,6 +52,9 @@ class TcpEndpoint:
 
     def bind(self, block: Block) -> BoundBlock:
         return BoundBlock(self, block)
+
+    def confirm(self) -> None:
+        """A WRITE is answered once the datanode has its bytes."""
 
     @property
     def broken(self) -> bool:

@@ -107,6 +107,36 @@ def test_a_forged_key_or_address_gets_an_error_not_bytes(cluster: Cluster, forge
     assert store.get("/secret") == b"s" * 4096  # the store's own endpoint is unharmed
 
 
+def test_confirm_answers_for_the_writes_before_it(cluster: Cluster) -> None:
+    """A WRITE is done once the datanode's device acknowledged it; `confirm` makes sure it
+    is placed, and takes the refusal of a later request (a forged key broke the queue
+    pair) as an answer that came after it. A queue pair gone without an answer cannot
+    confirm anything: it raises, and the writer's close would fail instead of COMMIT."""
+    store = cluster.connect(transport="rdma")
+    writer = store.create("/confirmed", size_hint=4096, exact=True)
+    datanode, block = writer._blocks[0]
+    memory = next(d for d in cluster.datanodes if d.id == datanode.id).store.memory
+    placed = lambda: bytes(memory[block.offset : block.offset + 4096])  # noqa: E731
+    endpoint = RdmaEndpoint(datanode, store.config.client)
+    assert endpoint.write_now(block, 0, memoryview(b"p" * 4096), placed=True) == 4096
+    assert placed() == b"p" * 4096  # confirmed with the write, in the same C call
+    assert endpoint.write_now(block, 0, memoryview(b"c" * 4096)) == 4096
+    endpoint.confirm()
+    assert placed() == b"c" * 4096
+    endpoint.write(block, 0, memoryview(b"d" * 4096)).result()
+    with pytest.raises(Stale):
+        endpoint.read_now(block._replace(key=block.key ^ 0x5A5A00), 0, memoryview(bytearray(8)))
+    endpoint.confirm()
+    assert placed() == b"d" * 4096
+    endpoint.close()
+    lost = RdmaEndpoint(datanode, store.config.client)
+    lost.write(block, 0, memoryview(b"e" * 4096)).result()
+    lost.close()
+    with pytest.raises(Unreachable):
+        lost.confirm()
+    writer.abort()
+
+
 def test_a_bound_block_outlives_its_connection_safely(cluster: Cluster) -> None:
     """A reader keeps the blocks it reads bound to an endpoint; once that endpoint closes
     (as the store closes one that failed), a bound transfer answers None, with no bytes
