@@ -283,7 +283,10 @@ class Writer(io.BufferedIOBase):
                                functools.partial(self._write_block, index, offset, chunk))
                 if now and len(chunk) == len(view) and self._window.idle:
                     try:
-                        self._endpoint(datanode, index).write_now(block, offset, chunk, final)
+                        endpoint = self._endpoint(datanode, index)
+                        endpoint.write_now(block, offset, chunk, placed=final)
+                        if final:  # our WRITEs there, all done before it, are placed with it
+                            del self._written[id(endpoint)]
                     except Stale as exc:
                         _finished(_Refused(exc), retry)
                 else:

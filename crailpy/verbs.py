@@ -172,8 +172,7 @@ class Remote:
 
     `failed(status)` is called when a transfer fails, with the failed completion's
     status, `TIMED_OUT`, or -1 (see `Connection.error`); it raises, or answers None.
-    `wrote(last_byte, rkey, placed)` is told of every WRITE done: `placed` if it was
-    confirmed with it, else its placement is still to be confirmed.
+    `wrote(last_byte, rkey)` is told of every WRITE done.
     """
 
     __slots__ = ("_handle", "_err", "_address", "_rkey", "_timeout_ms", "_spin_us", "_failed",
@@ -181,7 +180,7 @@ class Remote:
 
     def __init__(self, conn: Connection, address: int, rkey: int, timeout_ms: int,
                  spin_us: int, failed: Callable[[int], None],
-                 wrote: Callable[[int, int, bool], None]) -> None:
+                 wrote: Callable[[int, int], None]) -> None:
         self._handle = ffi.NULL if conn._handle is None else conn._handle
         self._err = conn._err
         self._address, self._rkey = address, rkey
@@ -204,10 +203,11 @@ class Remote:
 
     def write_now(self, offset: int, data: Any, placed: bool = False) -> int | None:
         """WRITE `data` at `offset`, done once acknowledged, or once `placed` in the
-        datanode's memory (the 1-byte READ behind it, in the same C call)."""
+        datanode's memory with every WRITE done before it on the queue pair (the 1-byte
+        READ behind it, in the same C call)."""
         done = self.transfer_now(offset, data, lib.CRAIL_WRITE_PLACED if placed else lib.CRAIL_WRITE)
         if done:
-            self._wrote(self._address + offset + done - 1, self._rkey, placed)
+            self._wrote(self._address + offset + done - 1, self._rkey)
         return done
 
 

@@ -146,14 +146,12 @@ class RdmaEndpoint:
                 self.confirm()
         return done
 
-    def _wrote(self, last_byte: int, rkey: int, placed: bool) -> None:
-        """A WRITE of `bind`'s ended at `last_byte` under `rkey`: `confirm` covers it, or
-        it was `placed`, with every WRITE before it (it had the queue pair to itself)."""
+    def _wrote(self, last_byte: int, rkey: int) -> None:
+        """A WRITE of `bind`'s ended at `last_byte` under `rkey`: `confirm` covers it (one
+        `placed` confirmed what its caller wrote before it, and says so to that caller)."""
         with self._lock:
             self._writes += 1
             self._last_write = (last_byte, rkey)
-            if placed:
-                self._placed = self._writes
 
     def confirm(self) -> None:
         """Every WRITE this endpoint made so far is placed in the datanode's memory: one
@@ -162,7 +160,7 @@ class RdmaEndpoint:
         after the WRITEs before it were executed, and a key that the datanode dropped was
         deregistered, which waits for every access under it. Raises if the queue pair was
         lost without an answer (the WRITEs may not have landed)."""
-        with self._lock:
+        with self._lock:  # the WRITEs counted so far were all posted before the READ below
             writes, (last_byte, rkey) = self._writes, self._last_write
         if writes <= self._placed:
             return
