@@ -334,8 +334,9 @@ int nvt_wait(nvt_queue *q, nvt_command *command)
     return status;
 }
 
-int nvt_execute(nvt_queue *q, const uint8_t *sqe, char *data_in, size_t in_len,
-                const char *data_out, size_t out_len, int in_capsule)
+/* nvt_submit and nvt_wait in one, for a command whose result dwords nobody needs. */
+static int execute(nvt_queue *q, const uint8_t *sqe, char *data_in, size_t in_len,
+                   const char *data_out, size_t out_len, int in_capsule)
 {
     nvt_command command = {0, 0, 0, 0};
     /* A failed submit leaves the queue failed: the wait then says -1, once no
@@ -352,8 +353,8 @@ int nvt_rw(nvt_queue *q, int write, uint32_t nsid, uint64_t slba, uint32_t block
     put32(sqe + 40, (uint32_t)slba); /* SLBA: dwords 10 and 11 */
     put32(sqe + 44, (uint32_t)(slba >> 32));
     put32(sqe + 48, blocks - 1); /* NLB, zero-based */
-    return write ? nvt_execute(q, sqe, NULL, 0, data, len, in_capsule)
-                 : nvt_execute(q, sqe, data, len, NULL, 0, 0);
+    return write ? execute(q, sqe, NULL, 0, data, len, in_capsule)
+                 : execute(q, sqe, data, len, NULL, 0, 0);
 }
 
 /* The slot of a command the controller names, or -1 (the queue failed) if none is in flight. */

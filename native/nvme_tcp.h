@@ -44,16 +44,11 @@ int nvt_submit(nvt_queue *q, nvt_command *command, const uint8_t *sqe, char *dat
  * command's buffers any more. */
 int nvt_wait(nvt_queue *q, nvt_command *command);
 
-/* nvt_submit and nvt_wait in one call, for a command whose result dwords
- * nobody needs (reads and writes): one crossing into C per I/O instead of
- * two, and no command record for Python to allocate. The status, or -1. */
-int nvt_execute(nvt_queue *q, const uint8_t *sqe, char *data_in, size_t in_len,
-                const char *data_out, size_t out_len, int in_capsule);
-
-/* nvt_execute of a Read (or with `write` a Write) of `blocks` blocks of
- * namespace `nsid` from `slba`, its entry built here: `data` receives or holds
- * `len` bytes. For the initiator's one I/O at a time, with no entry for Python
- * to build. The status, or -1. */
+/* nvt_submit and nvt_wait in one call of a Read (or with `write` a Write) of
+ * `blocks` blocks of namespace `nsid` from `slba`, its entry built here: `data`
+ * receives or holds `len` bytes. For the initiator's one I/O at a time: one
+ * crossing into C per I/O, and no entry or command record for Python to make.
+ * The status, or -1. */
 int nvt_rw(nvt_queue *q, int write, uint32_t nsid, uint64_t slba, uint32_t blocks, char *data,
            size_t len, int in_capsule);
 

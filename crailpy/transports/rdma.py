@@ -64,7 +64,7 @@ class RdmaTransfer:
         self.memory: verbs.MemoryRegion | None = None  # the caller's buffer, registered
         self.slot: int | None = None  # or a staging slot
         self.copy_to: memoryview | None = None  # a staged read: where its bytes go
-        self.ids: list[int] = []  # its work request
+        self.wr_id = 0  # its work request, once posted
         self.length = length
         self.error: BaseException | None = None
         self.done = length == 0
@@ -217,9 +217,9 @@ class RdmaEndpoint:
                     transfer.copy_to = buf
                 local = self._staging.memory.address + transfer.slot * SMALL
                 lkey = self._staging.memory.lkey
-            transfer.ids.append(next(self._ids))
-            self._add(transfer.ids[0], local, remote, lkey, rkey, len(buf), write, True)
-            self._in_flight[transfer.ids[0]] = transfer
+            transfer.wr_id = next(self._ids)
+            self._add(transfer.wr_id, local, remote, lkey, rkey, len(buf), write, True)
+            self._in_flight[transfer.wr_id] = transfer
             if write:
                 self._writes += 1
                 self._last_write = (remote + len(buf) - 1, rkey)
@@ -278,8 +278,7 @@ class RdmaEndpoint:
                     self._finish(transfer, None)
 
     def _finish(self, transfer: RdmaTransfer, error: BaseException | None) -> None:
-        for wr_id in transfer.ids:
-            self._in_flight.pop(wr_id, None)
+        self._in_flight.pop(transfer.wr_id, None)
         transfer.settle(error)
 
     def _refused(self, status: int, transfer: RdmaTransfer | None = None) -> BaseException:
