@@ -248,6 +248,10 @@ def _copy(src: BinaryIO, write: Callable[[memoryview], Any], total: int | None, 
 
 
 def _put_file(store: Store, local: str, remote: str, force: bool, storage_class: str | None) -> None:
+    if local != "-" and storage_class is None and os.path.getsize(local) <= store.config.client.inline_max:
+        with open(local, "rb") as f:  # small enough for the namenode to hold: one round trip
+            store.put(remote, f.read(), overwrite=force)
+        return
     with store.create(remote, storage_class=storage_class, overwrite=force) as writer:
         if local == "-":
             _copy(sys.stdin.buffer, writer.write, None, "stdin")
@@ -404,11 +408,12 @@ def du(fs_obj: Fs, human_sizes: bool, paths: tuple[str, ...]) -> None:
 @fs.command()
 @click.pass_obj
 def df(fs_obj: Fs) -> None:
-    """Capacity, used and free bytes per storage class and per datanode."""
+    """Capacity, used and free bytes per storage class (and of the namenode's memory for
+    small objects, "inline") and per datanode."""
     classes, nodes = fs_obj.store.usage()
     click.echo(f"{'class':<8} {'capacity':>12} {'used':>12} {'freeing':>12} {'free':>12} "
                f"{'use%':>5}")
-    for c in classes:
+    for c in [*classes, fs_obj.store.inline_usage()]:
         pct = 100 * c.used / c.capacity if c.capacity else 0
         click.echo(f"{c.name:<8} {human(c.capacity):>12} {human(c.used):>12} "
                    f"{human(c.freeing):>12} {human(c.capacity - c.used - c.freeing):>12} "

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 from crailpy import config as configuration
 from crailpy.channel import Channel
 from crailpy.errors import BlockLost, CrailError, InvalidArgument, NoSpace, Unreachable, WrongType
-from crailpy.files import MultifileReader, Reader, Writer, as_bytes_view, get_many, put_many
+from crailpy.files import (
+    MultifileReader, Reader, Writer, as_bytes_view, get_many, held_inline, put_many,
+)
 from crailpy.netio import parse_address
 from crailpy.protocol import messages as m
 from crailpy.protocol.messages import ANY_CLASS, EXACT, EXIST_OK, OVERWRITE, PARENTS, NodeType
@@ -246,12 +248,16 @@ class Store:
         return Writer(self, f"{path} (part)", created, limit=size_hint if exact else None)
 
     def open(self, path: str) -> Reader:
-        located = self._call(m.Lookup(self.config.client.lookup_blocks, path))
+        return Reader(self, path, self._lookup_file(path))
+
+    def _lookup_file(self, path: str) -> m.Located:
+        """A file's LOOKUP, with its first blocks or, held by the namenode, its bytes."""
+        located = self._call(m.Lookup(max(self.config.client.lookup_blocks, 1), path))
         if located.info.type != NodeType.FILE:
             kind = NodeType(located.info.type).name.lower()
             hint = " (open_multifile reads it)" if kind == "multifile" else ""
             raise WrongType(f"{path} is a {kind}, not a file{hint}")
-        return Reader(self, path, located.info, located.datanodes, located.blocks)
+        return located
 
     def open_multifile(self, path: str) -> MultifileReader:
         located = self._call(m.Lookup(0, path))
@@ -295,14 +301,29 @@ class Store:
 
     # ---- small objects ----
 
-    def put(self, path: str, value: Any) -> None:
-        """Store `value` at `path` (a key in a table, or a file); the last put wins."""
+    def put(self, path: str, value: Any, overwrite: bool = True) -> None:
+        """Store `value` at `path` (a key in a table, or a file); the last put wins, and
+        without `overwrite` a file that exists (outside a table) is an error.
+
+        The namenode keeps objects of up to `client.inline_max` bytes itself (PUT):
+        one round trip, and a get of them is one too. One it refuses (over its own
+        limit, or its memory for them in use) goes to datanodes as a larger one does.
+        """
         view = as_bytes_view(value)
-        with self.create(path, overwrite=True, size_hint=len(view), exact=True) as f:
+        if len(view) <= self.config.client.inline_max:
+            try:
+                self._call(m.Put(OVERWRITE if overwrite else 0, path, view))
+                return
+            except NoSpace:
+                pass
+        with self.create(path, overwrite=overwrite, size_hint=len(view), exact=True) as f:
             f.write(view)
 
     def get(self, path: str) -> bytes:
-        with self.open(path) as f:
+        located = self._lookup_file(path)
+        if held_inline(located):
+            return located.data
+        with Reader(self, path, located) as f:
             return f.read()
 
     # ---- many at once ----
@@ -384,6 +405,11 @@ class Store:
                  for d in reply.datanodes]
         return classes, nodes
 
+    def inline_usage(self) -> ClassUsage:
+        """Capacity and use of the namenode's memory for the small objects it holds (`put`)."""
+        reply = self._call(m.StatFs())
+        return ClassUsage("inline", reply.inline_capacity, reply.inline_used, 0)
+
     # ---- helpers ----
 
     def _create(self, path: str, node_type: NodeType, storage_class: str | int | None,
@@ -420,7 +446,7 @@ class Store:
         """Where every block of a file lives, and how this store reaches it."""
         reader = self.open(path)
         names = self._classes()
-        count = -(-reader.size // reader.info.block_size)
+        count = 0 if reader.inline is not None else -(-reader.size // reader.info.block_size)
         out = []
         for index in range(count):
             datanode, _ = reader._location(index)

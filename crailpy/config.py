@@ -38,6 +38,8 @@ class NamenodeConfig(NamedTuple):
     heartbeat_interval: float = 1.0
     dead_after: float = 5.0
     spin_us: int = 50
+    inline_max: int = 4 << 10
+    inline_capacity: int = 128 << 20
 
 
 class DatanodeConfig(NamedTuple):
@@ -66,6 +68,7 @@ class ClientConfig(NamedTuple):
     io_timeout: float = 30.0
     spin_us: int = 100
     transport: str = "auto"
+    inline_max: int = 4 << 10
 
 
 class ClusterConfig(NamedTuple):

@@ -20,7 +20,7 @@ import functools
 import io
 from typing import TYPE_CHECKING, Any, Iterator
 
-from crailpy.errors import BlockLost, Displaced, InvalidArgument, Stale, WrongType
+from crailpy.errors import BlockLost, Displaced, InvalidArgument, NoSpace, Stale, WrongType
 from crailpy.protocol import messages as m
 
 if TYPE_CHECKING:
@@ -342,20 +342,29 @@ class Writer(io.BufferedIOBase):
         self._blocks.extend(_located(datanodes, blocks))
 
 
-class Reader(io.BufferedIOBase):
-    """Reads one committed file (or multifile part): read, readinto, seek, tell."""
+def held_inline(located: m.Located) -> bool:
+    """Whether a LOOKUP brought the file's bytes: the namenode holds them (PUT)."""
+    return len(located.data) == located.info.size and not located.blocks
 
-    def __init__(self, store: "Store", path: str, info: m.NodeInfo,
-                 datanodes: tuple = (), blocks: tuple = ()) -> None:
+
+class Reader(io.BufferedIOBase):
+    """Reads one committed file (or multifile part): read, readinto, seek, tell.
+
+    `located`: the LOOKUP of the file, with its first block locations, or with its
+    bytes if the namenode holds them (`inline`); without it, the file's `info`.
+    """
+
+    def __init__(self, store: "Store", path: str, located: m.Located) -> None:
         self._store = store
         self.path = path
-        self.info = info
-        self.size = info.size
-        self._bs = info.block_size
+        self.info = located.info
+        self.size = located.info.size
+        self.inline: bytes | None = located.data if held_inline(located) else None
+        self._bs = located.info.block_size
         self._pos = 0
         self._locations: dict[int, tuple[m.DatanodeInfo, m.Block]] = {}
         self._bound: dict[int, Bound] = {}  # blocks read by `pread` at once, bound to endpoints
-        self._remember(0, datanodes, blocks)
+        self._remember(0, located.datanodes, located.blocks)
         self._ahead = bytearray()  # read-ahead for small reads
         self._ahead_at = 0
 
@@ -392,7 +401,7 @@ class Reader(io.BufferedIOBase):
         n = min(len(view), max(self.size - self._pos, 0))
         if n == 0:
             return 0
-        if n < self._store.config.client.buffer_size:
+        if n < self._store.config.client.buffer_size and self.inline is None:
             self._small_read(view[:n])
         else:
             self.pread(view[:n], self._pos)
@@ -415,6 +424,9 @@ class Reader(io.BufferedIOBase):
         With a `window` shared by several readers the transfers join it and the
         caller drains it; otherwise this returns once `dest` is full.
         """
+        if self.inline is not None:
+            dest[:] = self.inline[position : position + len(dest)]
+            return
         index, offset = divmod(position, self._bs)
         if window is None and 0 < len(dest) <= self._bs - offset:  # one block: at once
             bound = self._bound.get(index)
@@ -535,7 +547,7 @@ class MultifileReader(io.BufferedIOBase):
 
     def _part_reader(self, i: int, part: m.Part) -> Reader:
         info = m.NodeInfo(part.id, m.NodeType.FILE, 0, 0, 1, self._block_size, part.size, 0)
-        return Reader(self._store, f"{self.path} (part {i})", info)
+        return Reader(self._store, f"{self.path} (part {i})", m.Located(info, (), (), (), b""))
 
     def readinto(self, buf: Any) -> int:
         view = as_bytes_view(buf)
@@ -558,8 +570,20 @@ class MultifileReader(io.BufferedIOBase):
 
 
 def put_many(store: "Store", items: dict[str, Any], inflight: int) -> None:
-    """Put many objects with every stage pipelined: creates, block writes, commits."""
+    """Put many objects with every stage pipelined: the small ones' PUTs, then for the
+    others (and any the namenode would not keep) creates, block writes, commits."""
     views = [(path, as_bytes_view(value)) for path, value in items.items()]
+    small = [(path, view) for path, view in views if len(view) <= store.config.client.inline_max]
+    if small:
+        put = store.pipeline((m.Put(m.OVERWRITE, path, view) for path, view in small), inflight,
+                             return_exceptions=True)
+        for reply in put:
+            if isinstance(reply, BaseException) and not isinstance(reply, NoSpace):
+                raise reply
+        kept = {path for (path, _), reply in zip(small, put) if not isinstance(reply, BaseException)}
+        views = [(path, view) for path, view in views if path not in kept]
+    if not views:
+        return
     created = store.pipeline((m.Create(m.NodeType.FILE, m.ANY_CLASS, m.ANY_CLASS,
                                        m.OVERWRITE | m.EXACT, len(view), path)
                               for path, view in views), inflight, return_exceptions=True)
@@ -593,8 +617,7 @@ def get_many(store: "Store", paths: list[str], inflight: int) -> list[bytes]:
         if found.info.type != m.NodeType.FILE:
             raise WrongType(f"{path} is not a file")
         buf = bytearray(found.info.size)
-        Reader(store, path, found.info, found.datanodes, found.blocks).pread(
-            memoryview(buf), 0, window)
+        Reader(store, path, found).pread(memoryview(buf), 0, window)
         out.append(buf)
     window.drain()
     return [bytes(b) for b in out]

@@ -20,7 +20,7 @@ class Node:
     """One node; `__slots__` keeps a file at a few hundred bytes of namenode memory."""
 
     __slots__ = ("id", "name", "parent", "type", "storage_class", "location_class", "size",
-                 "mtime_ns", "children", "blocks", "parts")
+                 "mtime_ns", "children", "blocks", "parts", "data")
 
     def __init__(self, id: int, name: str, parent: "Node | None", type: NodeType,
                  storage_class: int, location_class: int) -> None:
@@ -35,6 +35,7 @@ class Node:
         self.children: dict[str, Node] | None = {} if type in CONTAINERS else None
         self.blocks: list[int] | None = [] if type == NodeType.FILE else None
         self.parts: list[Node] | None = [] if type == NodeType.MULTIFILE else None
+        self.data: bytes | None = None  # a small file's bytes, held here instead of in blocks
 
     def info(self, block_size: int, committed: bool = True) -> NodeInfo:
         size = len(self.children) if self.children is not None else self.size

@@ -22,7 +22,7 @@ class NamenodeHandler:
         self.service = service
         s = service
         self.table: dict[int, Callable[[Any, int], Any]] = {
-            Op.PING: s.ping, Op.CREATE: s.create, Op.CREATE_PART: s.create_part,
+            Op.PING: s.ping, Op.CREATE: s.create, Op.CREATE_PART: s.create_part, Op.PUT: s.put,
             Op.LOOKUP: s.lookup, Op.LIST_PARTS: s.list_parts, Op.GET_BLOCKS: s.get_blocks, Op.ALLOC_BLOCKS: s.alloc_blocks,
             Op.COMMIT: s.commit, Op.ABORT: s.abort, Op.LIST: s.list_dir, Op.DELETE: s.delete,
             Op.RENAME: s.rename, Op.STATFS: s.statfs, Op.REGISTER: s.register,
@@ -49,7 +49,7 @@ class Namenode:
     def __init__(self, config: Config) -> None:
         nn = config.namenode
         self.service = NamenodeService(nn.block_size, list(nn.storage_classes), nn.dead_after,
-                                       nn.heartbeat_interval)
+                                       nn.heartbeat_interval, nn.inline_max, nn.inline_capacity)
         host, port = parse_address(nn.address)
         self.server = Server(host, port, NamenodeHandler(self.service), "namenode",
                              nn.spin_us / 1e6)

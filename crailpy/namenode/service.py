@@ -22,12 +22,13 @@ from crailpy.errors import (
 from crailpy.namenode.blocks import UNIT, BlockAllocator, order_for, unpack
 from crailpy.namenode.namespace import CONTAINERS, Node, split_path, subtree, walk
 from crailpy.protocol import messages as m
-from crailpy.protocol.frames import MAX_DATA
+from crailpy.protocol.frames import MAX_BODY, MAX_DATA
 from crailpy.protocol.messages import ANY_CLASS, EXACT, EXIST_OK, OVERWRITE, PARENTS, NodeType
 
 MAX_BLOCKS_PER_REPLY = 4096
 MAX_ENTRIES_PER_REPLY = 1000
 MAX_PARTS_PER_REPLY = 4096
+MAX_INLINE = MAX_BODY // 2  # most bytes of one file the namenode holds: a PUT fits a body
 
 
 @dataclass
@@ -42,11 +43,20 @@ class OpenFile:
 
 
 class NamenodeService:
+    """`inline_max`, `inline_capacity`: the namenode holds the bytes of files PUT whole with
+    at most `inline_max` bytes, up to `inline_capacity` bytes in all (docs/design.md)."""
+
     def __init__(self, block_size: int, class_names: list[str], dead_after: float,
-                 heartbeat_interval: float) -> None:
+                 heartbeat_interval: float, inline_max: int = 0, inline_capacity: int = 0) -> None:
         if not UNIT <= block_size <= MAX_DATA or block_size & (block_size - 1):
             raise InvalidArgument(f"block_size must be a power of two from {UNIT >> 10} KiB to "
                                   f"{MAX_DATA >> 20} MiB, not {block_size}")
+        if not 0 <= inline_max <= min(block_size, MAX_INLINE):
+            raise InvalidArgument(f"inline_max must be 0 to {min(block_size, MAX_INLINE)} bytes "
+                                  f"(a block, and at most {MAX_INLINE >> 10} KiB), not {inline_max}")
+        self.inline_max = inline_max
+        self.inline_capacity = inline_capacity
+        self.inline_used = 0
         self.lock = threading.Lock()
         self.block_size = block_size
         self.dead_after = dead_after
@@ -108,16 +118,54 @@ class NamenodeService:
         return self._open("", multifile, ANY_CLASS, req.location_class, req.reserve,
                           bool(req.flags & EXACT), session, overwrite=False)
 
+    def put(self, req: m.Put, session: int) -> m.NodeInfo:
+        """A small file whole, its bytes kept here: one round trip instead of a CREATE, a
+        WRITE and a COMMIT, and one again to read it (LOOKUP brings the bytes)."""
+        size = len(req.data)
+        if size > self.inline_max:
+            raise NoSpace(f"the namenode holds files of at most {self.inline_max} bytes, "
+                          f"not {size}: write it to blocks")
+        names = split_path(req.path)
+        if not names:
+            raise Exists("/ exists")
+        parent = self._parent_for_create(names, req.path, bool(req.flags & PARENTS))
+        if parent.storage_class != 0:  # its memory is for the first (fastest) class only
+            raise NoSpace(f"the namenode holds files of storage class "
+                          f"{self.alloc.class_names[0]} only: write it to blocks")
+        name = names[-1]
+        in_table = parent.type == NodeType.TABLE
+        old = parent.children.get(name)
+        if old is not None and (old.type != NodeType.FILE
+                                or not (req.flags & OVERWRITE or in_table)):
+            raise Exists(f"{req.path} exists")
+        if not in_table and (parent.id, name) in self.reserved:
+            raise Busy(f"{req.path} is being written by another writer")
+        held = len(old.data) if old is not None and old.data is not None else 0
+        if self.inline_used - held + size > self.inline_capacity:
+            raise NoSpace(f"the namenode's {self.inline_capacity} bytes for small files are "
+                          "in use: write it to blocks")
+        node = self._new_node(name, parent, NodeType.FILE, ANY_CLASS, ANY_CLASS)
+        node.data = req.data
+        node.size = size
+        self.inline_used += size
+        if old is not None:
+            self._remove(old)
+        parent.children[name] = node
+        parent.mtime_ns = node.mtime_ns
+        return node.info(self.block_size)
+
     def lookup(self, req: m.Lookup, session: int) -> m.Located:
         node = self._resolve(req.path)
         info = node.info(self.block_size)
         if node.type == NodeType.FILE:
+            if node.data is not None:
+                return m.Located(info, (), (), (), node.data if req.max_blocks else b"")
             count = min(req.max_blocks, MAX_BLOCKS_PER_REPLY)
             datanodes, blocks = self._locate(node.blocks[:count])
-            return m.Located(info, datanodes, blocks, ())
+            return m.Located(info, datanodes, blocks, (), b"")
         if node.type == NodeType.MULTIFILE:
-            return m.Located(info, (), (), _parts(node, 0, MAX_PARTS_PER_REPLY))
-        return m.Located(info, (), (), ())
+            return m.Located(info, (), (), _parts(node, 0, MAX_PARTS_PER_REPLY), b"")
+        return m.Located(info, (), (), (), b"")
 
     def list_parts(self, req: m.ListParts, session: int) -> m.Parts:
         node = self.nodes.get(req.node)
@@ -251,7 +299,8 @@ class NamenodeService:
 
     def statfs(self, req: m.StatFs, session: int) -> m.FsUsage:
         classes, datanodes = self.alloc.usage()
-        return m.FsUsage(self.block_size, tuple(classes), tuple(datanodes))
+        return m.FsUsage(self.block_size, tuple(classes), tuple(datanodes), self.inline_capacity,
+                         self.inline_used)
 
     def register(self, req: m.Register, session: int) -> m.Registered:
         if req.storage_class >= len(self.alloc.class_names):
@@ -385,6 +434,8 @@ class NamenodeService:
             self.nodes.pop(n.id, None)
             if n.blocks:
                 self.alloc.free(n.blocks)
+            if n.data is not None:
+                self.inline_used -= len(n.data)
 
     def _locate(self, packed: list[int]) -> tuple[tuple[m.DatanodeInfo, ...], tuple[m.Block, ...]]:
         blocks, seen = [], {}

@@ -9,10 +9,10 @@ and to pack (`struct.pack(*msg)` for all-fixed ones).
 import enum
 from typing import NamedTuple
 
-from crailpy.protocol.wire import I8, U8, U16, U32, U64, Str, list_of
+from crailpy.protocol.wire import I8, U8, U16, U32, U64, Bytes, Str, list_of
 
 
-VERSION = 3  # protocol version, carried in every header
+VERSION = 4  # protocol version, carried in every header
 
 
 class Op(enum.IntEnum):
@@ -31,6 +31,7 @@ class Op(enum.IntEnum):
     REGISTER = 13
     HEARTBEAT = 14
     LIST_PARTS = 15
+    PUT = 16
     READ = 32
     WRITE = 33
 
@@ -199,19 +200,31 @@ class CreatePart(NamedTuple):
     path: Str
 
 
+class Put(NamedTuple):
+    """A whole small file, created, written and committed at once, its bytes held by the
+    namenode (`namenode.inline_max`). It replaces a file of the same name with OVERWRITE,
+    and always in a table, as CREATE."""
+
+    flags: U8  # OVERWRITE, PARENTS
+    path: Str
+    data: Bytes
+
+
 class Lookup(NamedTuple):
     max_blocks: U32
     path: Str
 
 
 class Located(NamedTuple):
-    """A node; for a file its first blocks and the datanodes they name; for a
-    multifile its first committed parts."""
+    """A node; for a file its first blocks and the datanodes they name, or, if the
+    namenode holds its bytes and `max_blocks` > 0, those bytes (`data`, as long as the
+    file); for a multifile its first committed parts."""
 
     info: NodeInfo
     datanodes: list_of(DatanodeInfo)
     blocks: list_of(Block)
     parts: list_of(Part)
+    data: Bytes
 
 
 class GetBlocks(NamedTuple):
@@ -288,9 +301,13 @@ class StatFs(NamedTuple):
 
 
 class FsUsage(NamedTuple):
+    """`inline_*`: the namenode's own memory for the bytes of small files (PUT)."""
+
     block_size: U32
     classes: list_of(ClassUsage)
     datanodes: list_of(DatanodeUsage)
+    inline_capacity: U64
+    inline_used: U64
 
 
 class Register(NamedTuple):
@@ -357,6 +374,7 @@ OPERATIONS: dict[int, tuple[type, type]] = {
     Op.PING: (Ping, Pong),
     Op.CREATE: (Create, Created),
     Op.CREATE_PART: (CreatePart, Created),
+    Op.PUT: (Put, NodeInfo),
     Op.LOOKUP: (Lookup, Located),
     Op.LIST_PARTS: (ListParts, Parts),
     Op.GET_BLOCKS: (GetBlocks, Blocks),

@@ -3,7 +3,7 @@
 A message is a named tuple whose fields are annotated with wire types
 (`U8`, `U64`, `Str`, `list_of(Record)` ...). `Layout` reads those annotations
 once and builds a list of steps: runs of fixed-size fields become one
-`struct.Struct`, strings and lists are length-prefixed. Sizes therefore come
+`struct.Struct`, strings, bytes and lists are length-prefixed. Sizes therefore come
 from `struct`, never from hand counting, and docs/protocol.md describes
 exactly these rules. A message of fixed-size fields only is one `pack` and one
 `unpack`. Nothing here does I/O.
@@ -30,6 +30,10 @@ class Text(NamedTuple):
     """UTF-8 text prefixed by its length in bytes as a u16."""
 
 
+class Blob(NamedTuple):
+    """Bytes prefixed by their length as a u32; bounded by the frame that carries them."""
+
+
 class ListOf(NamedTuple):
     """A u32 count followed by that many records of one type."""
 
@@ -42,6 +46,7 @@ U16 = Annotated[int, Fixed("H")]
 U32 = Annotated[int, Fixed("I")]
 U64 = Annotated[int, Fixed("Q")]
 Str = Annotated[str, Text()]
+Bytes = Annotated[bytes, Blob()]
 
 
 def list_of(record: type) -> Any:
@@ -72,7 +77,9 @@ class Layout:
                 self.steps.append(("fixed", struct.Struct("<" + codes), fixed))
                 fixed, codes = [], ""
             if isinstance(kind, Text):
-                self.steps.append(("str", None, [index]))
+                self.steps.append(("str", _U16, [index]))
+            elif isinstance(kind, Blob):
+                self.steps.append(("bytes", _U32, [index]))
             elif isinstance(kind, type):
                 self.steps.append(("record", layout_of(kind), [index]))
             elif isinstance(kind, ListOf):
@@ -88,7 +95,7 @@ class Layout:
         self.fixed_size: int | None = self.struct.size if self.struct else None
         self.min_size = sum(
             {"fixed": lambda a: a.size, "record": lambda a: a.min_size,
-             "str": lambda a: 2, "list": lambda a: 4}[kind](arg)
+             "str": lambda a: 2, "bytes": lambda a: 4, "list": lambda a: 4}[kind](arg)
             for kind, arg, _ in self.steps
         )
 
@@ -106,6 +113,9 @@ class Layout:
                                      f"the limit is {MAX_STR}")
                 out.append(_U16.pack(len(raw)))
                 out.append(raw)
+            elif kind == "bytes":
+                out.append(_U32.pack(len(obj[fields[0]])))
+                out.append(obj[fields[0]])
             elif kind == "record":
                 arg.encode_into(obj[fields[0]], out)
             else:
@@ -131,15 +141,16 @@ class Layout:
                 for i, value in zip(fields, arg.unpack_from(buf, pos)):
                     values[i] = value
                 pos += arg.size
-            elif kind == "str":
-                if pos + 2 > end:
+            elif kind in ("str", "bytes"):
+                if pos + arg.size > end:
                     raise ProtocolError(f"{self._name(fields[0])} is truncated")
-                (length,) = _U16.unpack_from(buf, pos)
-                pos += 2
-                if length > MAX_STR or pos + length > end:
+                (length,) = arg.unpack_from(buf, pos)
+                pos += arg.size
+                if (kind == "str" and length > MAX_STR) or pos + length > end:
                     raise ProtocolError(f"{self._name(fields[0])} has a bad length")
+                raw = buf[pos : pos + length]
                 try:
-                    values[fields[0]] = str(buf[pos : pos + length], "utf-8")
+                    values[fields[0]] = str(raw, "utf-8") if kind == "str" else raw.tobytes()
                 except UnicodeDecodeError as exc:
                     raise ProtocolError(f"{self._name(fields[0])} is not UTF-8") from exc
                 pos += length

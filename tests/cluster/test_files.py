@@ -161,7 +161,7 @@ def test_a_write_waits_for_freed_space_that_is_coming_back(tmp_path: Path) -> No
             data = os.urandom(1 << 20)
             store.put("/full", data)  # every block
             with pytest.raises(errors.NoSpace):
-                store.put("/more", b"x")  # nothing is coming back: at once
+                store.put("/more", bytes(8 << 10))  # nothing is coming back: at once
             store.delete("/full")
             assert sum(c.freeing for c in store.usage()[0]) == 1 << 20
             store.put("/again", data)  # its space comes back within a heartbeat or so
@@ -287,8 +287,8 @@ def test_killed_datanode_fails_reads_clearly(cluster: Cluster, store: crailpy.St
         time.sleep(0.05)
     with pytest.raises(errors.BlockLost, match="dead"):
         store.get("/victim")
-    store.put("/after", b"still works")  # the others go on
-    assert store.get("/after") == b"still works"
+    store.put("/after", b"still works" * 1000)  # the others go on
+    assert store.get("/after") == b"still works" * 1000
 
 
 @pytest.mark.skipif(testbed.TRANSPORT == "rdma", reason="renumbering a datanode is checked by the "
@@ -333,6 +333,8 @@ def test_many_at_once(store: crailpy.Store) -> None:
     store.mkdir("/many")
     items = {f"/many/k{i}": os.urandom(i * 997 % (3 * BLOCK)) for i in range(150)}
     store.put_many(items, inflight=16)
+    held = sum(len(v) for v in items.values() if len(v) <= store.config.client.inline_max)
+    assert held and store.inline_usage().used == held  # the small ones by the namenode
     assert store.get_many(list(items), inflight=16) == list(items.values())
     assert [s.size for s in store.stat_many(list(items))] == [len(v) for v in items.values()]
     store.delete_many(list(items)[:100])
@@ -343,14 +345,63 @@ def test_many_at_once(store: crailpy.Store) -> None:
         space(len(v)) for v in list(items.values())[100:])
 
 
+def test_small_objects_are_held_by_the_namenode(store: crailpy.Store) -> None:
+    store.create_table("/kv")
+    values = {f"/kv/{i}": os.urandom(i * 40) for i in range(103)}  # 0 to 4080 bytes
+    for path, value in values.items():
+        store.put(path, value)
+    assert sum(d.used for d in store.usage()[1]) == 0  # no datanode holds any of them
+    assert store.inline_usage().used == sum(map(len, values.values()))
+    assert [store.get(p) for p in values] == list(values.values())
+    value = values["/kv/100"]
+    assert store.block_locations("/kv/100") == []
+    assert store.stat("/kv/100").size == 4000
+    with store.open("/kv/100") as f:  # a reader serves them too, at any position
+        f.seek(1000)
+        assert f.read(10) == value[1000:1010]
+        back = np.zeros(3000, dtype=np.uint8)
+        assert f.readinto(back) == 2990 and back[:2990].tobytes() == value[1010:]
+    store.put("/file", b"1")
+    with pytest.raises(errors.Exists):
+        store.put("/file", b"2", overwrite=False)
+    store.put("/kv/1", os.urandom(BLOCK + 1))  # a large value replaces a held one...
+    store.put("/kv/1", b"small again")  # ...and a held one a large one
+    assert store.get("/kv/1") == b"small again"
+    assert sum(d.used for d in store.usage()[1]) == 0
+    store.rename("/kv/100", "/moved")
+    assert store.get("/moved") == value
+    store.delete("/kv", recursive=True)
+    store.delete("/moved")
+    assert store.inline_usage().used == 1  # /file's
+
+
+def test_puts_the_namenode_refuses_go_to_datanodes(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path, dram=1, flash=1, inline_capacity=3000)
+    try:
+        with cluster.connect() as store:
+            store.mkdir("/cold", storage_class="flash")
+            puts = {"/a": b"a" * 2000, "/b": b"b" * 2000, "/cold/c": b"c" * 100}
+            for path, value in puts.items():
+                store.put(path, value)
+            assert [store.get(p) for p in puts] == list(puts.values())
+            assert store.inline_usage() == ("inline", 3000, 2000, 0)  # /b: no room left
+            assert [len(store.block_locations(p)) for p in puts] == [0, 1, 1]
+            assert store.stat("/cold/c").storage_class == "flash"
+            with cluster.connect(inline_max=0) as blocks_only:  # or a client that never asks
+                blocks_only.put("/d", b"d")
+                assert len(blocks_only.block_locations("/d")) == 1
+    finally:
+        cluster.stop()
+
+
 def test_small_objects_take_small_space(store: crailpy.Store) -> None:
     store.create_table("/kv")
     for i in range(100):
-        store.put(f"/kv/{i}", b"v" * 1000)  # exact size: a 4 KiB chunk each
-    assert sum(c.used for c in store.usage()[0]) == 100 * UNIT
+        store.put(f"/kv/{i}", b"v" * 5000)  # exact size: an 8 KiB chunk each
+    assert sum(c.used for c in store.usage()[0]) == 100 * 2 * UNIT
     with store.create("/grown") as f:  # size unknown: whole blocks, trimmed on close
         f.write(b"x" * (BLOCK + 5000))
-    assert sum(c.used for c in store.usage()[0]) == 100 * UNIT + BLOCK + 2 * UNIT
+    assert sum(c.used for c in store.usage()[0]) == 100 * 2 * UNIT + BLOCK + 2 * UNIT
     with pytest.raises(errors.InvalidArgument, match="at most 10 bytes"):
         with store.create("/exact", size_hint=10, exact=True) as f:
             f.write(b"y" * 11)
@@ -440,7 +491,7 @@ def test_a_dropped_writer_is_not_committed(store: crailpy.Store) -> None:
 def test_put_many_that_fails_leaves_nothing_held(store: crailpy.Store) -> None:
     store.mkdir("/d")
     with pytest.raises(FileNotFoundError):
-        store.put_many({"/d/a": b"1" * 5000, "/nodir/b": b"2", "/d/c": b"3" * 70000})
+        store.put_many({"/d/a": b"1" * 5000, "/nodir/b": b"2" * 5000, "/d/c": b"3" * 70000})
     assert sum(c.used for c in store.usage()[0]) == 0
     store.put("/d/a", b"the names are free")
     store.put("/d/c", b"again")
@@ -449,14 +500,14 @@ def test_put_many_that_fails_leaves_nothing_held(store: crailpy.Store) -> None:
 def test_a_failed_read_leaves_the_callers_buffer_alone(cluster: Cluster, store: crailpy.Store) -> None:
     data = os.urandom(16 * BLOCK)
     store.put("/f1", data)
-    store.put("/f2", b"small")
+    store.put("/f2", b"small" * 1000)
     cluster.datanodes[0]._register()  # a restart: its old locations are stale now
     buf = bytearray(len(data))
     # Over NVMe/TCP the old export is gone: unreachable, as a datanode restarted elsewhere.
     with pytest.raises(errors.Unreachable if testbed.TRANSPORT == "nvmf" else errors.BlockLost):
         store.open("/f1").readinto(buf)
     buf[:] = b"\xaa" * len(buf)  # the caller moves on with its buffer
-    assert store.get("/f2") == b"small"
+    assert store.get("/f2") == b"small" * 1000
     assert buf == b"\xaa" * len(buf)
 
 

@@ -133,6 +133,16 @@ def test_put_existing_needs_force(shared_cluster: ProbeCluster, tmp_path: Path) 
     ok(c.fs("get", "/force/f", str(back)))
     assert back.read_bytes() == second.read_bytes()
 
+    tiny = tmp_path / "tiny"  # small enough for the namenode to hold: the same rules
+    tiny.write_bytes(b"tiny\n")
+    ok(c.fs("put", str(tiny), "/force/t"))
+    line = one_line_error(c.fs("put", str(tiny), "/force/t"))
+    assert "/force/t" in line and "exists" in line
+    assert out(ok(c.fs("cat", "/force/t"))) == "tiny\n"
+    ok(c.fs("put", "-f", str(first), "/force/t"))
+    ok(c.fs("put", "-f", str(tiny), "/force/f"))
+    assert out(ok(c.fs("cat", "/force/f"))) == "tiny\n"
+
 
 def _make_tree(root: Path) -> None:
     (root / "sub" / "deeper").mkdir(parents=True)
@@ -335,9 +345,10 @@ def test_df_shows_classes_and_datanodes(shared_cluster: ProbeCluster) -> None:
     c = shared_cluster
     text = out(ok(c.fs("df")))
     rows = [line.split() for line in text.splitlines() if line.strip()]
-    classes = {r[0]: r for r in rows if r[0] in ("dram", "flash")}
+    classes = {r[0]: r for r in rows if r[0] in ("dram", "flash", "inline")}
     assert classes["dram"][1:3] == ["64.0", "MiB"]  # 2 x 32 MiB
     assert classes["flash"][1:3] == ["64.0", "MiB"]
+    assert classes["inline"][1:3] == ["128.0", "MiB"]  # the namenode's, for small objects
     by_address = {r[1]: r for r in rows if len(r) > 2 and r[0].isdigit()}
     assert set(by_address) == {d.address for d in c.datanodes}
     for d in c.datanodes:

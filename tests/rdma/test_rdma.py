@@ -34,7 +34,7 @@ RDMA = {"address": f"{testbed.RDMA_HOST}:0", "rdma": "on"}
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = start_cluster(tmp_path, dram=0, flash=0)
+    c = start_cluster(tmp_path, dram=0, flash=0, inline_max=0)  # every byte in blocks
     for _ in range(2):
         c.add_datanode("dram", 8 << 20, **RDMA)
     yield c

@@ -66,7 +66,7 @@ def test_wire_matches_the_python_codec(classes: Path) -> None:
     datanode = m.DatanodeInfo(0xFFFFFFF0, 1, 127, m.Transport.TCP | m.Transport.RDMA, 0, 65535,
                               m.RdmaRegion(4791, 0xFEDCBA9876543210), m.NvmfTarget(4420, "nqn.x:ü"), "höst-ü")
     block = m.Block(0xFFFFFFF0, 2 ** 40, 0xF234ABCD)
-    reply = m.Located(node, (datanode,), (block, block), (m.Part(2 ** 63 + 5, 9),))
+    reply = m.Located(node, (datanode,), (block, block), (m.Part(2 ** 63 + 5, 9),), b"\x00\xfe")
     raw = frames.encode_response(m.Op.LOOKUP, 1, reply)
     out = run_check(classes, "unused:0", "wire", raw.hex())
     want = (
@@ -76,7 +76,7 @@ def test_wire_matches_the_python_codec(classes: Path) -> None:
         f"port=65535, rdmaPort=4791, rdmaAddress={0xFEDCBA9876543210 - 2 ** 64}, nvmfPort=4420, "
         "nvmfNqn=nqn.x:ü, host=höst-ü]] "
         f"blocks=[4294967280:{2 ** 40}:f234abcd, 4294967280:{2 ** 40}:f234abcd] "
-        f"parts=[Part[id={2 ** 63 + 5 - 2 ** 64}, size=9]]"
+        f"parts=[Part[id={2 ** 63 + 5 - 2 ** 64}, size=9]] data=00fe"
     )
     assert want in out.splitlines()
 
@@ -114,12 +114,16 @@ def test_a_write_waits_for_freed_space_that_is_coming_back(classes: Path, tmp_pa
 
 
 def test_python_to_java(classes: Path, cluster: Cluster) -> None:
-    sizes = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 7 * BLOCK + 3]
+    sizes = [0, 1, 4000, BLOCK - 1, BLOCK, BLOCK + 1, 7 * BLOCK + 3]
     with cluster.connect() as store:
         store.mkdir("/python")
         for n in sizes:
-            with store.create(f"/python/{n}") as f:
-                f.write(pattern(n, n))
+            if n <= store.config.client.inline_max:  # the namenode holds these bytes
+                store.put(f"/python/{n}", pattern(n, n))
+                assert not store.block_locations(f"/python/{n}")
+            else:
+                with store.create(f"/python/{n}") as f:
+                    f.write(pattern(n, n))
     run_check(classes, cluster.address, "read-python", *map(str, sizes))
     with cluster.connect() as store:  # the check must notice other bytes
         assert pattern(1, 1) != b"\xff"

@@ -419,3 +419,91 @@ def test_register_and_heartbeat_check_the_keys(nn: NamenodeService) -> None:
     reply = nn.register(good, 0)
     with pytest.raises(errors.InvalidArgument):
         nn.heartbeat(m.Heartbeat(reply.datanode, reply.key, (m.RegionKey(2, 5),), ()), 0)
+
+
+# ---- small files held by the namenode (PUT) ----
+
+@pytest.fixture
+def inline() -> NamenodeService:
+    """A namenode that holds files of up to 100 bytes, 250 bytes in all."""
+    service = NamenodeService(BS, ["dram", "flash"], dead_after=5.0, heartbeat_interval=1.0,
+                              inline_max=100, inline_capacity=250)
+    service.register(registration(0, 0, 1, 5000, 4 * BS, "dram-a"), 0)
+    return service
+
+
+def put(nn: NamenodeService, path: str, data: bytes, flags: int = OVERWRITE) -> m.NodeInfo:
+    return nn.put(m.Put(flags, path, data), 1)
+
+
+def inline_used(nn: NamenodeService) -> int:
+    return nn.statfs(m.StatFs(), 0).inline_used
+
+
+def test_a_put_file_is_held_whole_and_looked_up_with_its_bytes(inline: NamenodeService) -> None:
+    info = put(inline, "/a", b"x" * 100)
+    assert (info.type, info.size, info.committed, info.storage_class) == (FILE, 100, 1, 0)
+    located = inline.lookup(m.Lookup(64, "/a"), 0)
+    assert located.data == b"x" * 100 and located.blocks == ()
+    assert inline.lookup(m.Lookup(0, "/a"), 0).data == b""  # a stat does not carry them
+    assert inline.get_blocks(m.GetBlocks(info.id, 0, 8, 0), 0).blocks == ()
+    assert (inline_used(inline), used(inline)) == (100, {"dram": 0, "flash": 0})
+
+
+def test_put_refuses_what_it_cannot_hold_as_no_space(inline: NamenodeService) -> None:
+    with pytest.raises(errors.NoSpace, match="at most 100 bytes"):
+        put(inline, "/big", b"x" * 101)
+    mkdir(inline, "/cold", cls=1)
+    with pytest.raises(errors.NoSpace, match="storage class dram only"):
+        put(inline, "/cold/f", b"x")
+    put(inline, "/a", b"a" * 100)
+    put(inline, "/b", b"b" * 100)
+    with pytest.raises(errors.NoSpace, match="250 bytes for small files"):
+        put(inline, "/c", b"c" * 51)
+    put(inline, "/b", b"B" * 100)  # a replacement counts what the old one gives back
+    put(inline, "/c", b"c" * 50)
+    assert inline_used(inline) == 250
+    assert not any(n.endswith("big") or n == "f" for n in names(inline, "/") + names(inline, "/cold"))
+
+
+def test_put_replaces_as_create_does(inline: NamenodeService) -> None:
+    put(inline, "/a", b"1")
+    with pytest.raises(errors.Exists):
+        put(inline, "/a", b"2", flags=0)  # not without OVERWRITE
+    mkdir(inline, "/t", kind=TABLE)
+    put(inline, "/t/k", b"1", flags=0)
+    put(inline, "/t/k", b"22", flags=0)  # in a table the last put wins
+    assert inline.lookup(m.Lookup(1, "/t/k"), 0).data == b"22"
+    mkdir(inline, "/d")
+    with pytest.raises(errors.Exists):
+        put(inline, "/d", b"x")  # never over a directory
+    with pytest.raises(errors.NotFound):
+        put(inline, "/missing/f", b"x", flags=0)
+    put(inline, "/missing/f", b"x", flags=PARENTS)
+    mkdir(inline, "/m", kind=MULTI)
+    with pytest.raises(errors.WrongType):
+        put(inline, "/m/p", b"x")
+    writing = inline.create(m.Create(FILE, -1, -1, 0, 0, "/w"), 2)
+    with pytest.raises(errors.Busy):
+        put(inline, "/w", b"x")  # a writer holds the name
+    inline.abort(m.Abort(writing.info.id, writing.token), 2)
+
+
+def test_bytes_held_are_given_back_by_delete_and_replacement(inline: NamenodeService) -> None:
+    put(inline, "/a", b"x" * 60)
+    write(inline, "/a", 3 * BS, flags=OVERWRITE)  # a written file replaces a put one
+    assert inline_used(inline) == 0
+    put(inline, "/a", b"y" * 70)  # and a put one a written file: its blocks are freed
+    assert (inline_used(inline), used(inline)["dram"]) == (70, 0)
+    mkdir(inline, "/d")
+    put(inline, "/d/b", b"z" * 80)
+    inline.rename(m.Rename("/d/b", "/c"), 1)
+    assert inline.lookup(m.Lookup(1, "/c"), 0).data == b"z" * 80
+    inline.delete(m.Delete(0, "/a"), 1)
+    inline.delete(m.Delete(0, "/c"), 1)
+    assert inline_used(inline) == 0
+
+
+def test_inline_max_is_at_most_a_block() -> None:
+    with pytest.raises(errors.InvalidArgument, match="inline_max"):
+        NamenodeService(BS, ["dram"], dead_after=5.0, heartbeat_interval=1.0, inline_max=BS + 1)

@@ -25,6 +25,8 @@ def strategy_for(cls: type) -> st.SearchStrategy:
             fields[name] = st.integers(*_RANGES[kind.code])
         elif isinstance(kind, wire.Text):
             fields[name] = st.text(max_size=40)
+        elif isinstance(kind, wire.Blob):
+            fields[name] = st.binary(max_size=40)
         elif isinstance(kind, wire.ListOf):
             fields[name] = st.lists(strategy_for(kind.record), max_size=4).map(tuple)
         else:

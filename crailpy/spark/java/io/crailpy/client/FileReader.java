@@ -32,6 +32,8 @@ public final class FileReader implements AutoCloseable {
     private final NodeInfo info;
     private final int blockSize;
     private final ConcurrentHashMap<Long, Location> locations = new ConcurrentHashMap<>();
+    /** The file's bytes, if the namenode holds them (a small file PUT whole); else null. */
+    private final byte[] inline;
     private volatile boolean closed;
 
     FileReader(Crailpy store, String path, Namenode.Located located) throws CrailpyException {
@@ -39,6 +41,7 @@ public final class FileReader implements AutoCloseable {
         this.path = path;
         this.info = located.info();
         this.blockSize = info.blockSize();
+        this.inline = located.heldInline() ? located.data() : null;
         remember(0, Location.of(located.datanodes(), located.blocks()));
     }
 
@@ -103,6 +106,10 @@ public final class FileReader implements AutoCloseable {
                     + len + " bytes at " + position + " of a file of " + info.size()));
         }
         if (len == 0) {
+            return CompletableFuture.completedFuture(null);
+        }
+        if (inline != null) {
+            whole.put(inline, (int) position, len);
             return CompletableFuture.completedFuture(null);
         }
         long first = position / blockSize;

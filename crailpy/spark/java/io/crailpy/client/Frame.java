@@ -7,7 +7,7 @@ package io.crailpy.client;
  */
 final class Frame {
     static final int MAGIC = 0xCA11;
-    static final int VERSION = 3;
+    static final int VERSION = 4;
     static final int HEADER_SIZE = 20;
     static final int RESPONSE = 0x1;
     static final int MAX_BODY = 1 << 20;

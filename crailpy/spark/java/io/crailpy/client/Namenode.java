@@ -33,8 +33,16 @@ public final class Namenode implements AutoCloseable {
     public record Created(NodeInfo info, long token, List<DatanodeInfo> datanodes, List<Block> blocks) {
     }
 
-    /** LOOKUP reply: a file's first blocks, a multifile's first parts. */
-    public record Located(NodeInfo info, List<DatanodeInfo> datanodes, List<Block> blocks, List<Part> parts) {
+    /**
+     * LOOKUP reply: a file's first blocks, or its bytes if the namenode holds them ({@code data},
+     * as long as the file), a multifile's first parts.
+     */
+    public record Located(NodeInfo info, List<DatanodeInfo> datanodes, List<Block> blocks, List<Part> parts,
+            byte[] data) {
+        /** Whether {@code data} is the file: the namenode holds small files PUT whole. */
+        public boolean heldInline() {
+            return data.length == info.size() && blocks.isEmpty();
+        }
     }
 
     /** GET_BLOCKS/ALLOC_BLOCKS reply: blocks {@code first}, {@code first + 1}, ... of the file. */
@@ -53,8 +61,12 @@ public final class Namenode implements AutoCloseable {
     public record DatanodeUsage(DatanodeInfo info, long capacity, long used) {
     }
 
-    /** STATFS reply; {@code classes.get(i).storageClass() == i}. */
-    public record FsUsage(int blockSize, List<ClassUsage> classes, List<DatanodeUsage> datanodes) {
+    /**
+     * STATFS reply; {@code classes.get(i).storageClass() == i}; {@code inline*}: the namenode's
+     * memory for the small files it holds.
+     */
+    public record FsUsage(int blockSize, List<ClassUsage> classes, List<DatanodeUsage> datanodes,
+            long inlineCapacity, long inlineUsed) {
     }
 
     private final String host;
@@ -115,7 +127,7 @@ public final class Namenode implements AutoCloseable {
     public Located lookup(String path, int maxBlocks) throws IOException {
         Wire.Encoder body = new Wire.Encoder().u32(maxBlocks).str(path);
         return call(Op.LOOKUP, body,
-                d -> new Located(d.nodeInfo(), d.datanodeInfos(), d.blocks(), d.parts()));
+                d -> new Located(d.nodeInfo(), d.datanodeInfos(), d.blocks(), d.parts(), d.bytes()));
     }
 
     /** GET_BLOCKS; {@code token} 0 for a committed file, the write token for one being written. */
@@ -221,6 +233,6 @@ public final class Namenode implements AutoCloseable {
         for (int i = 0; i < nd; i++) {
             datanodes.add(new DatanodeUsage(d.datanodeInfo(), d.u64(), d.u64()));
         }
-        return new FsUsage(blockSize, classes, datanodes);
+        return new FsUsage(blockSize, classes, datanodes, d.u64(), d.u64());
     }
 }

@@ -11,7 +11,7 @@ import java.util.List;
 
 /**
  * The body encoding of docs/protocol.md sections 3 and 4: little-endian scalars, u16-prefixed
- * strict UTF-8 strings, u32-prefixed lists, and the shared records. The decoder makes the
+ * strict UTF-8 strings, u32-prefixed bytes and lists, and the shared records. The decoder makes the
  * receiver checks of 3.2 before it allocates anything, so a hostile or broken peer costs a
  * {@code PROTOCOL} error, never a huge allocation or a misread field. No I/O here.
  */
@@ -187,6 +187,17 @@ final class Wire {
             } catch (CharacterCodingException e) {
                 throw bad("a string is not UTF-8");
             }
+        }
+
+        /** u32-prefixed bytes, refused before anything is allocated if the body cannot hold them. */
+        byte[] bytes() throws CrailpyException {
+            long n = u32() & 0xFFFFFFFFL;
+            if (n > end - pos) {
+                throw bad(n + " bytes with " + (end - pos) + " left");
+            }
+            byte[] out = Arrays.copyOfRange(buf, pos, pos + (int) n);
+            pos += (int) n;
+            return out;
         }
 
         /** A list count, refused before anything is built if the bytes left cannot hold it. */

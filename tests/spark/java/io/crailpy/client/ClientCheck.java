@@ -154,19 +154,20 @@ public final class ClientCheck {
         Wire.Encoder e = new Wire.Encoder().u32(64).str("/a");
         Frame.writeRequestHeader(e.array(), Op.LOOKUP, 1, e.size() - Frame.HEADER_SIZE);
         String lookup = HexFormat.of().formatHex(e.array(), 0, e.size());
-        check(lookup.equals("11ca0303000000000100000000000000080000004000000002002f61"), "LOOKUP encodes as " + lookup);
+        check(lookup.equals("11ca0403000000000100000000000000080000004000000002002f61"), "LOOKUP encodes as " + lookup);
 
-        byte[] located = HexFormat.of().parseHex("11ca0303010000000100000000000000" + "5e000000"
+        byte[] located = HexFormat.of().parseHex("11ca0403010000000100000000000000" + "62000000"
                 + "0200000000000000" + "0100ff01" + "00001000" + "0500000000000000" + "00002a36fe9c9717"
                 + "01000000" + "01000000" + "00000101" + "6523" + "0000" + "0000000000000000" + "0000" + "0000"
-                + "0800" + "31302e302e302e35" + "01000000" + "01000000" + "0000300000000000" + "cdab3412" + "00000000");
+                + "0800" + "31302e302e302e35" + "01000000" + "01000000" + "0000300000000000" + "cdab3412" + "00000000"
+                + "00000000");
         Frame.Header h = Frame.readHeader(Arrays.copyOf(located, Frame.HEADER_SIZE));
-        check(h.isResponse() && h.opcode() == Op.LOOKUP && h.requestId() == 1 && h.length() == 94, "9.3 header " + h);
+        check(h.isResponse() && h.opcode() == Op.LOOKUP && h.requestId() == 1 && h.length() == 98, "9.3 header " + h);
         String decoded = render(new Wire.Decoder(located, Frame.HEADER_SIZE, located.length, "Located"));
         String want = "info=NodeInfo[id=2, type=1, storageClass=0, locationClass=-1, committed=true, blockSize=1048576, "
                 + "size=5, mtimeNs=1700000000000000000] datanodes=[DatanodeInfo[id=1, storageClass=0, locationClass=0, "
                 + "transports=1, alive=true, port=9061, rdmaPort=0, rdmaAddress=0, nvmfPort=0, nvmfNqn=, host=10.0.0.5]] "
-                + "blocks=[1:3145728:1234abcd] parts=[]";
+                + "blocks=[1:3145728:1234abcd] parts=[] data=";
         check(decoded.equals(want), "9.3 decodes as " + decoded);
 
         // 3.2: strict UTF-8, limits, trailing bytes, bad headers.
@@ -176,6 +177,7 @@ public final class ClientCheck {
         expect(Status.PROTOCOL, "string over MAX_STR", () -> decoder("0110" + "61".repeat(4097)).str());
         expect(Status.PROTOCOL, "list count over the bytes left", () -> decoder("e8030000" + "00".repeat(32)).blocks());
         expect(Status.PROTOCOL, "list count over MAX_ITEMS", () -> decoder("a1860100").parts());
+        expect(Status.PROTOCOL, "bytes longer than the body", () -> decoder("0500000061626364").bytes());
         expect(Status.PROTOCOL, "truncated u64", () -> decoder("01020304").u64());
         expect(Status.PROTOCOL, "trailing bytes", () -> {
             Wire.Decoder d = decoder("030100");
@@ -185,8 +187,8 @@ public final class ClientCheck {
         });
         expect(Status.PROTOCOL, "bad magic", () -> Frame.readHeader(HexFormat.of().parseHex("11cb03010100000001000000000000000000000000")));
         expect(Status.VERSION, "version 2", () -> Frame.readHeader(HexFormat.of().parseHex("11ca020101000000010000000000000000000000")));
-        expect(Status.PROTOCOL, "length over the limit", () -> Frame.readHeader(HexFormat.of().parseHex("11ca030101000000010000000000000001001004")));
-        check(Frame.readHeader(HexFormat.of().parseHex("11ca030101000000010000000000000000001004")).length() == 68_157_440,
+        expect(Status.PROTOCOL, "length over the limit", () -> Frame.readHeader(HexFormat.of().parseHex("11ca040101000000010000000000000001001004")));
+        check(Frame.readHeader(HexFormat.of().parseHex("11ca040101000000010000000000000000001004")).length() == 68_157_440,
                 "the largest frame length is refused");
         expect(Status.INVALID, "path over MAX_STR", () -> new Wire.Encoder().str("/" + "a".repeat(4096)));
         expect(Status.INVALID, "lone surrogate", () -> new Wire.Encoder().str("/a\ud800"));
@@ -210,8 +212,10 @@ public final class ClientCheck {
             blocks.add(Integer.toUnsignedString(b.datanode()) + ":" + b.offset() + ":" + Integer.toHexString(b.key()));
         }
         List<Part> parts = d.parts();
+        byte[] data = d.bytes();
         d.end();
-        return "info=" + info + " datanodes=" + datanodes + " blocks=" + blocks + " parts=" + parts;
+        return "info=" + info + " datanodes=" + datanodes + " blocks=" + blocks + " parts=" + parts
+                + " data=" + HexFormat.of().formatHex(data);
     }
 
     /** Files of 0, 1, block-1, block, block+1 and many blocks, written and read back in many ways;
@@ -282,6 +286,13 @@ public final class ClientCheck {
             int n = Integer.parseInt(s);
             byte[] got = read("/python/" + n);
             check(Arrays.equals(got, pattern(n, n)), "/python/" + n + ": bytes differ from what Python wrote");
+            if (n > 2) { // and a range inside the file, from position 1
+                byte[] inner = new byte[n - 2];
+                try (FileReader r = fs.open("/python/" + n)) {
+                    r.readFully(1, inner, 0, inner.length);
+                }
+                check(Arrays.equals(inner, Arrays.copyOfRange(got, 1, n - 1)), "/python/" + n + ": a range differs");
+            }
         }
     }
 
