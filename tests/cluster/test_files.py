@@ -513,9 +513,11 @@ def test_a_failed_read_leaves_the_callers_buffer_alone(cluster: Cluster, store: 
 
 def test_reader_and_writer_threads_share_a_store(tmp_path: Path) -> None:
     # Blocks larger than the socket buffers: a WRITE blocked in sendmsg on the connection
-    # where a READ's data waits would hang both until io_timeout.
+    # where a READ's data waits would hang both until io_timeout. No datanode is meant to die
+    # here: in the test bed's emulated VM, one run over nvmet declared the in-process
+    # datanode dead (no heartbeat for the default 3 s) while these threads were busy.
     cluster = start_cluster(tmp_path, dram=1, flash=0, dram_capacity=160 << 20,
-                            block_size=4 << 20)
+                            block_size=4 << 20, dead_after=60.0)
     try:
         with cluster.connect(io_timeout=5.0) as store:
             data = os.urandom(48 << 20)
