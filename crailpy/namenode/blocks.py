@@ -5,7 +5,7 @@ blocks of `block_size` and hands them out. Every block of a file is a whole
 block except perhaps its last, which can be a smaller *chunk*: a power of two
 times 4 KiB, taken from a block split buddy-fashion. A file closed with a
 partly used last block gives the rest of it back (`trim`), and a file created
-with an exact small size gets only a chunk, so a 1 KiB object holds 4 KiB, not
+with an exact small size gets only a chunk, so a 5 KiB object holds 8 KiB, not
 a whole block. Freed chunks merge with their free buddies into whole blocks
 again.
 
