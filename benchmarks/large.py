@@ -9,11 +9,17 @@ objects through redis-py with hiredis. Before each size, crailpy's clients wait 
 the space that the deletes of the size before freed is reusable again. crailpy's readers
 receive into buffers they have touched, as the raw receiver's buffer is by its write
 phase: page faults of fresh memory are not the transport's cost.
+
+Throughput on this machine drifts by 10-20% within minutes, for every system alike, so
+a ratio of two single measurements minutes apart says as much about the drift as about
+crailpy. `run` therefore measures the systems in rounds, in rotating order, and reports
+the median of the rounds' ratios, with the worst round's against the raw sockets.
 """
 
 from __future__ import annotations
 
 import socket
+import statistics
 import time
 from typing import Any
 
@@ -133,25 +139,37 @@ def _aggregate(per_worker: list[dict], size: int) -> tuple[float, float]:
 
 
 def run(crail: harness.Crail, redis_port: int, sizes: list[int], volume: int,
-        clients: list[int]) -> list[dict]:
+        clients: list[int], rounds: int = 1) -> list[dict]:
+    """Each row: one client count and size. The three systems are measured in `rounds`
+    rounds, in an order that rotates, so that none always runs first; a row gives each
+    one's median throughput, the median of the rounds' ratios, and the worst round's
+    ratio to the raw sockets."""
+    systems = {
+        "crailpy": lambda n: harness.run_workers(crail_worker, [(crail.address, sizes, volume, i)
+                                                                for i in range(n)]),
+        "raw socket": lambda n: harness.run_workers(socket_worker, [(sizes, volume, i)
+                                                                    for i in range(n)]),
+        "redis": lambda n: harness.run_workers(redis_worker, [(redis_port, sizes, volume, i)
+                                                              for i in range(n)]),
+    }
     rows = []
     for n in clients:
-        measured = {
-            "crailpy": harness.run_workers(crail_worker, [(crail.address, sizes, volume, i)
-                                                          for i in range(n)]),
-            "raw socket": harness.run_workers(socket_worker, [(sizes, volume, i) for i in range(n)]),
-            "redis": harness.run_workers(redis_worker, [(redis_port, sizes, volume, i)
-                                                        for i in range(n)]),
-        }
+        measured: dict[str, list[list[dict]]] = {name: [] for name in systems}
+        for r in range(rounds):
+            names = list(systems)
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                measured[name].append(systems[name](n))
         for size in sizes:
             row: dict = {"clients": n, "size": size}
-            for system, per_worker in measured.items():
-                write, read = _aggregate(per_worker, size)
-                row[f"{system} write MB/s"] = round(write, 1)
-                row[f"{system} read MB/s"] = round(read, 1)
-            for op in ("write", "read"):
-                row[f"{op} vs raw socket"] = round(row[f"crailpy {op} MB/s"]
-                                                   / row[f"raw socket {op} MB/s"], 2)
-                row[f"{op} vs redis"] = round(row[f"crailpy {op} MB/s"] / row[f"redis {op} MB/s"], 2)
+            rates = {name: [_aggregate(w, size) for w in per_round]
+                     for name, per_round in measured.items()}
+            for k, op in enumerate(("write", "read")):
+                for name in systems:
+                    row[f"{name} {op} MB/s"] = round(statistics.median(x[k] for x in rates[name]), 1)
+                for anchor in ("raw socket", "redis"):
+                    ratios = [c[k] / a[k] for c, a in zip(rates["crailpy"], rates[anchor])]
+                    row[f"{op} vs {anchor}"] = round(statistics.median(ratios), 2)
+                    if anchor == "raw socket":
+                        row[f"{op} vs raw socket, worst round"] = round(min(ratios), 2)
             rows.append(row)
     return rows

@@ -28,9 +28,12 @@ def goals(results: dict) -> list[tuple[str, str, str, bool]]:
     big = [r for r in results.get("large", []) if r["size"] >= 16 * MiB]
     if big:
         worst_raw = min(min(r["write vs raw socket"], r["read vs raw socket"]) for r in big)
+        worst_round = min(min(r["write vs raw socket, worst round"],
+                              r["read vs raw socket, worst round"]) for r in big)
         worst_redis = min(min(r["write vs redis"], r["read vs redis"]) for r in big)
         out.append(("read and write, objects >= 16 MiB", ">= 0.8 x raw sockets",
-                    f"{worst_raw} x (worst case)", worst_raw >= 0.8))
+                    f"{worst_raw} x (worst case of the medians; worst round {worst_round} x)",
+                    worst_raw >= 0.8))
         out.append(("read and write, objects >= 16 MiB", ">= 3 x redis-py",
                     f"{worst_redis} x (worst case)", worst_redis >= 3))
     get1k = [r for r in results.get("small", []) if r["size"] == 1024 and r["op"] == "get"]
@@ -123,7 +126,8 @@ def render(results: dict, out: Path) -> str:
     if "large" in results:
         cols = ["clients", "size"] + [f"{s} {op} MB/s" for s in ("crailpy", "raw socket", "redis")
                                       for op in ("write", "read")]
-        cols += ["write vs raw socket", "read vs raw socket", "write vs redis", "read vs redis"]
+        cols += ["write vs raw socket", "read vs raw socket", "write vs raw socket, worst round",
+                 "read vs raw socket, worst round", "write vs redis", "read vs redis"]
         parts.append("### Large objects\n\n" + _table(results["large"], cols))
     if "small" in results:
         cols = ["size", "op"] + [f"{s} {k}" for s in ("crailpy", "redis", "raw socket")

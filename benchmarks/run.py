@@ -27,6 +27,7 @@ FULL = {
     "large_sizes": [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB],
     "large_volume": 512 * MiB,
     "large_clients": [1, 4],
+    "large_rounds": 3,
     "small_sizes": [1024, 4096, 65536],
     "small_count": 3000,
     "metadata_count": 20000,
@@ -39,6 +40,7 @@ QUICK = {
     "large_sizes": [1 * MiB, 4 * MiB],
     "large_volume": 8 * MiB,
     "large_clients": [1, 2],
+    "large_rounds": 2,
     "small_sizes": [1024],
     "small_count": 50,
     "metadata_count": 200,
@@ -82,7 +84,7 @@ def main() -> None:
             harness.redis_server() as redis_port:
         if "large" in parts:
             results["large"] = large.run(crail, redis_port, p["large_sizes"], p["large_volume"],
-                                         p["large_clients"])
+                                         p["large_clients"], p["large_rounds"])
         if "small" in parts:
             results["small"] = small.run(crail, redis_port, p["small_sizes"], p["small_count"])
         if "metadata" in parts:

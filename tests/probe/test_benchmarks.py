@@ -28,6 +28,8 @@ def test_quick_suite_produces_every_part(tmp_path: Path) -> None:
     assert {r["clients"] for r in results["large"]} == {1, 2}
     for row in results["large"]:
         assert all(row[k] > 0 for k in row if k.endswith("MB/s")), row
+        for op in ("write", "read"):  # measured in rounds: the worst is no better than the median
+            assert 0 < row[f"{op} vs raw socket, worst round"] <= row[f"{op} vs raw socket"], row
     assert {(r["op"], r["in flight"]) for r in results["metadata"]} >= {("lookup", 1), ("lookup", 64)}
     report = (tmp_path / "report.md").read_text()
     assert "### Goals" in report and "cold start" in report
