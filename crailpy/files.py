@@ -351,7 +351,7 @@ class Reader(io.BufferedIOBase):
     """Reads one committed file (or multifile part): read, readinto, seek, tell.
 
     `located`: the LOOKUP of the file, with its first block locations, or with its
-    bytes if the namenode holds them (`inline`); without it, the file's `info`.
+    bytes if the namenode holds them (`inline`); a multifile part's has its `info` only.
     """
 
     def __init__(self, store: "Store", path: str, located: m.Located) -> None:

@@ -91,14 +91,10 @@ class NamenodeService:
         existing = parent.children.get(name)
         in_table = parent.type == NodeType.TABLE
         overwrite = bool(req.flags & OVERWRITE) or in_table
-        if existing is not None:
-            if node_type in (NodeType.DIRECTORY, NodeType.TABLE, NodeType.MULTIFILE) \
-                    and req.flags & EXIST_OK and existing.type == node_type:
-                return m.Created(existing.info(self.block_size), 0, (), ())
-            if not (node_type == NodeType.FILE and overwrite and existing.type == NodeType.FILE):
-                raise Exists(f"{req.path} exists")
-        if not in_table and (parent.id, name) in self.reserved:
-            raise Busy(f"{req.path} is being written by another writer")
+        if existing is not None and node_type != NodeType.FILE \
+                and req.flags & EXIST_OK and existing.type == node_type:
+            return m.Created(existing.info(self.block_size), 0, (), ())
+        self._check_name_free(parent, name, req.path, node_type == NodeType.FILE and overwrite)
         if node_type != NodeType.FILE:
             node = self._new_node(name, parent, node_type, req.storage_class, req.location_class)
             parent.children[name] = node
@@ -133,13 +129,9 @@ class NamenodeService:
             raise NoSpace(f"the namenode holds files of storage class "
                           f"{self.alloc.class_names[0]} only: write it to blocks")
         name = names[-1]
-        in_table = parent.type == NodeType.TABLE
+        self._check_name_free(parent, name, req.path,
+                              bool(req.flags & OVERWRITE) or parent.type == NodeType.TABLE)
         old = parent.children.get(name)
-        if old is not None and (old.type != NodeType.FILE
-                                or not (req.flags & OVERWRITE or in_table)):
-            raise Exists(f"{req.path} exists")
-        if not in_table and (parent.id, name) in self.reserved:
-            raise Busy(f"{req.path} is being written by another writer")
         held = len(old.data) if old is not None and old.data is not None else 0
         if self.inline_used - held + size > self.inline_capacity:
             raise NoSpace(f"the namenode's {self.inline_capacity} bytes for small files are "
@@ -411,6 +403,16 @@ class NamenodeService:
             node = child
         _check_container(node, names[:-1])
         return node
+
+    def _check_name_free(self, parent: Node, name: str, path: str, replace_file: bool) -> None:
+        """A new node may take `name` in `parent`: nothing is there, or a file that the new
+        file replaces (`replace_file`: it is one, with OVERWRITE or in a table); and no
+        writer is creating a file there (in a table the last to commit wins)."""
+        existing = parent.children.get(name)
+        if existing is not None and not (replace_file and existing.type == NodeType.FILE):
+            raise Exists(f"{path} exists")
+        if parent.type != NodeType.TABLE and (parent.id, name) in self.reserved:
+            raise Busy(f"{path} is being written by another writer")
 
     def _writer(self, node_id: int, token: int) -> OpenFile:
         open_file = self.open_files.get(node_id)
