@@ -16,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
 from crailpy.errors import CrailError, ProtocolError, Timeout, Unreachable, error_for
-from crailpy.netio import BULK, Buffer, Closed, SocketReader, send_all
+from crailpy.netio import BULK, Buffer, Closed, SocketReader, configure, send_all
 from crailpy.protocol import frames, wire
 from crailpy.protocol.messages import CARRIES_DATA, OPCODES, OPERATIONS, Error
 
@@ -53,7 +53,8 @@ class Pending:
 
 class Channel:
     def __init__(self, address: tuple[str, int], connect_timeout: float, io_timeout: float,
-                 peer: str = "server", spin: float = 0.0, bulk: bool = False) -> None:
+                 peer: str = "server", spin: float = 0.0, bulk: bool = False,
+                 send_buffer: int = 0) -> None:
         self.address = address
         self.peer = peer
         # An ASCII name goes to getaddrinfo as bytes: a str would be IDNA-encoded first, and
@@ -67,7 +68,7 @@ class Channel:
         except OSError as exc:
             raise Unreachable(f"cannot reach {peer} at {address[0]}:{address[1]}: "
                               f"{exc.strerror or exc}") from None
-        self.sock.settimeout(io_timeout)
+        configure(self.sock, io_timeout, io_timeout, send_buffer)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = SocketReader(self.sock, spin=spin, greedy=not bulk)
         self._ids = itertools.count(1)
@@ -80,9 +81,10 @@ class Channel:
     def for_client(cls, address: tuple[str, int], config: "ClientConfig", peer: str,
                    bulk: bool = False) -> "Channel":
         """A channel with the timeouts and spinning of the client configuration; a `bulk`
-        one (to a datanode) receives data straight into its destination buffers."""
+        one (to a datanode) receives data straight into its destination buffers and
+        sends with the configured send buffer."""
         return cls(address, config.connect_timeout, config.io_timeout, peer,
-                   config.spin_us / 1e6, bulk)
+                   config.spin_us / 1e6, bulk, config.send_buffer if bulk else 0)
 
     def submit(self, msg: Any, data: Sequence[Buffer] = (), into: memoryview | None = None) -> Pending:
         """Send `msg` (followed by `data`); the answer is read when someone waits for it."""

@@ -54,6 +54,7 @@ class DatanodeConfig(NamedTuple):
     nvmf_nqn: str = ""
     spdk_socket: str = "/var/tmp/spdk.sock"
     spin_us: int = 50
+    send_buffer: int = 256 << 10
     rdma: str = "auto"
     rdma_port: int = 0
     key_region: int = 0
@@ -67,6 +68,7 @@ class ClientConfig(NamedTuple):
     connect_timeout: float = 3.0
     io_timeout: float = 30.0
     spin_us: int = 100
+    send_buffer: int = 256 << 10
     transport: str = "auto"
     inline_max: int = 4 << 10
 

@@ -117,7 +117,7 @@ class Datanode:
         self.storage_class = classes.index(TIERS[dn.tier])
         host, port = parse_address(dn.address)
         self.server = Server(host, port, DatanodeHandler(self), f"datanode-{dn.tier}",
-                             dn.spin_us / 1e6, bulk=True)
+                             dn.spin_us / 1e6, bulk=True, send_buffer=dn.send_buffer)
         self.store: BlockStore | None = None  # what the TCP transport serves (not on nvmf)
         self.export: export.Export | None = None  # the nvmf tier's NVMe/TCP export
         if dn.tier == "nvmf":

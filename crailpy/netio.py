@@ -4,13 +4,20 @@
 system calls for many small messages) and lets data go straight into the
 caller's buffer with `recv_into`. `send_all` sends a list of buffers with
 `sendmsg`, so header and payload leave without being joined into new bytes.
+
+Sockets stay blocking and `configure` bounds their waits in the kernel. A
+Python socket timeout would make every send and receive a poll() and then the
+call: two system calls and two hand-overs of the GIL each time, which cost a
+microbenchmark of the datanodes' threads 15-20% of its throughput (docs/benchmarks.md).
+A wait that runs out raises BlockingIOError, which these helpers turn into
+TimeoutError.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import socket
+import struct
 import time
 from typing import Sequence
 
@@ -22,13 +29,27 @@ Buffer = bytes | bytearray | memoryview
 # them takes longer than a spin lasts, and with more processes than cores a spin takes
 # the CPU from the process that does that copying (docs/benchmarks.md).
 BULK = 256 * 1024
-# Bulk data is received with the socket's low-water mark (SO_RCVLOWAT) at up to this many
-# bytes: the kernel wakes the receiver once per this much, not once per segment.
-LOWAT = 512 * 1024
 
 
 class Closed(Unreachable):
     """The peer closed the connection."""
+
+
+def configure(sock: socket.socket, send_timeout: float, receive_timeout: float | None = None,
+              send_buffer: int = 0) -> None:
+    """Make `sock` blocking, a send that makes no progress for `send_timeout` seconds and
+    (unless `receive_timeout` is None) a receive that gets nothing for that long failing.
+    A `send_buffer` (bytes, 0: the kernel's autotuning) bounds the data in flight: on
+    loopback a sender with megabytes queued writes them into pages that have left the
+    cache, and its copies cost twice as much (docs/benchmarks.md)."""
+    sock.settimeout(None)
+    for option, seconds in ((socket.SO_SNDTIMEO, send_timeout), (socket.SO_RCVTIMEO, receive_timeout)):
+        if seconds is not None:
+            whole = int(seconds)
+            sock.setsockopt(socket.SOL_SOCKET, option,
+                            struct.pack("@ll", whole, int((seconds - whole) * 1e6)))
+    if send_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
 
 
 class SocketReader:
@@ -36,18 +57,16 @@ class SocketReader:
 
     Spinning trades CPU for latency: on these VMs a thread that sleeps in
     recv() takes tens of microseconds to wake up, more than a whole loopback
-    round trip costs. It needs a socket with a timeout (non-blocking underneath).
-    A `patient` reader (a server's) waits through timeouts: only sends time out.
-    A reader that is not `greedy` receives exactly what it is asked for, so that
-    bulk data after a header goes straight to its destination instead of through
-    the buffer (one more system call per message, one copy less per block).
+    round trip costs. A reader that is not `greedy` receives exactly what it is
+    asked for, so that bulk data after a header goes straight to its destination
+    instead of through the buffer (one more system call per message, one copy
+    less per block).
     """
 
     def __init__(self, sock: socket.socket, size: int = 256 * 1024, spin: float = 0.0,
-                 patient: bool = False, greedy: bool = True) -> None:
+                 greedy: bool = True) -> None:
         self.sock = sock
-        self.spin = spin if sock.gettimeout() is not None else 0.0
-        self.patient = patient
+        self.spin = spin
         self.greedy = greedy
         self._buf = bytearray(size)
         self._view = memoryview(self._buf)
@@ -84,40 +103,33 @@ class SocketReader:
         return out
 
     def readinto(self, dest: memoryview) -> None:
-        """Fill `dest` entirely: buffered bytes first, then straight from the socket."""
+        """Fill `dest` entirely: buffered bytes first, then straight from the socket. The
+        bytes are sure to come, so the thread waits for all of them in one call
+        (MSG_WAITALL), asleep: the CPU is left to the sender, and the data arrives with
+        no return to Python per segment."""
         take = min(self.buffered(), len(dest))
         dest[:take] = self._view[self._start : self._start + take]
         self._start += take
-        pos, mark = take, 1
-        while pos < len(dest):
-            left = len(dest) - pos  # bytes sure to come: a mark up to them cannot stall
-            want = min(left, LOWAT) if left >= BULK else 1
-            if want != mark:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
-                mark = want
-            got = self._recv_into(dest[pos:], spin=False)  # bulk data: sleep, leave the CPU to the sender
+        pos = take
+        while pos < len(dest):  # more than one call only after a signal or a receive timeout
+            got = self._recv_into(dest[pos:], spin=False, flags=socket.MSG_WAITALL)
             if not got:
                 raise Closed("connection closed by peer")
             pos += got
-        if mark != 1:  # headers are read as they come
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
-    def _recv_into(self, view: memoryview, spin: bool = True) -> int:
+    def _recv_into(self, view: memoryview, spin: bool = True, flags: int = 0) -> int:
         if spin and self.spin:
             deadline = time.perf_counter() + self.spin
-            fd = self.sock.fileno()
             while True:
                 try:
-                    return os.readv(fd, [view])
+                    return self.sock.recv_into(view, 0, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     if time.perf_counter() > deadline:
                         break
-        while True:
-            try:
-                return self.sock.recv_into(view)
-            except TimeoutError:
-                if not self.patient:
-                    raise
+        try:
+            return self.sock.recv_into(view, 0, flags)
+        except BlockingIOError:
+            raise TimeoutError("the peer sent nothing in time") from None
 
     def skip(self, n: int) -> None:
         """Consume and drop `n` bytes (the data of a request that was refused)."""
@@ -131,7 +143,10 @@ def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
     """Send every byte of `buffers`, in order, without joining them."""
     views = [memoryview(b).cast("B") for b in buffers if len(b)]
     while views:
-        sent = sock.sendmsg(views[:512])
+        try:
+            sent = sock.sendmsg(views[:512])
+        except BlockingIOError:
+            raise TimeoutError("the peer does not take the data") from None
         while views and sent >= len(views[0]):
             sent -= len(views[0])
             views.pop(0)
@@ -141,15 +156,13 @@ def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
 
 def send_file(sock: socket.socket, fd: int, offset: int, length: int) -> None:
     """Send `length` bytes of file `fd` from `offset` with `sendfile`: the kernel hands the
-    pages to the socket, no copy through user space. Waits out a full socket buffer."""
+    pages to the socket, no copy through user space."""
     end = offset + length
     while offset < end:
         try:
             sent = os.sendfile(sock.fileno(), fd, offset, end - offset)
-        except BlockingIOError:  # a socket with a timeout is non-blocking underneath
-            if not select.select([], [sock], [], sock.gettimeout())[1]:
-                raise TimeoutError("the peer does not take the data") from None
-            continue
+        except BlockingIOError:
+            raise TimeoutError("the peer does not take the data") from None
         if sent == 0:
             raise OSError("the file is shorter than the range to send")
         offset += sent

@@ -20,7 +20,7 @@ import threading
 from typing import Any, Callable, Protocol, Sequence
 
 from crailpy.errors import CrailError, ProtocolError, Status
-from crailpy.netio import BULK, Buffer, Closed, SocketReader, send_all
+from crailpy.netio import BULK, Buffer, Closed, SocketReader, configure, send_all
 from crailpy.protocol import frames, wire
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,12 @@ SEND_TIMEOUT = 60.0  # seconds a client may leave its replies unread before it i
 class Connection:
     """One client connection as a handler sees it: its reader and its reply queue."""
 
-    def __init__(self, sock: socket.socket, session: int, spin: float, bulk: bool) -> None:
+    def __init__(self, sock: socket.socket, session: int, spin: float, bulk: bool,
+                 send_buffer: int = 0) -> None:
         self.sock = sock
         self.session = session
-        sock.settimeout(SEND_TIMEOUT)
-        self.reader = SocketReader(sock, spin=spin, patient=True, greedy=not bulk)
+        configure(sock, SEND_TIMEOUT, send_buffer=send_buffer)  # a receive waits as long as it must
+        self.reader = SocketReader(sock, spin=spin, greedy=not bulk)
         self.moved = 0  # data bytes of the last request and its reply (see netio.BULK)
         self._out: list[Buffer] = []
 
@@ -78,12 +79,14 @@ class Server:
     """Listens on `address` and serves each connection with `handler` in its own thread."""
 
     def __init__(self, host: str, port: int, handler: Handler, name: str,
-                 spin: float = 0.0, bulk: bool = False) -> None:
-        """`bulk`: requests carry data, which should go straight to where it belongs."""
+                 spin: float = 0.0, bulk: bool = False, send_buffer: int = 0) -> None:
+        """`bulk`: requests carry data, which should go straight to where it belongs;
+        `send_buffer`: see `netio.configure`."""
         self.handler = handler
         self.name = name
         self.spin = spin
         self.bulk = bulk
+        self.send_buffer = send_buffer
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=512)
         self.host, self.port = self.listener.getsockname()[:2]
         self._sessions = itertools.count(1)
@@ -130,7 +133,7 @@ class Server:
             self._thread.join(timeout=5)
 
     def _serve(self, sock: socket.socket) -> None:
-        conn = Connection(sock, next(self._sessions), self.spin, self.bulk)
+        conn = Connection(sock, next(self._sessions), self.spin, self.bulk, self.send_buffer)
         try:
             serve_connection(conn, self.handler.handle)
         except ConnectionAbortedError:

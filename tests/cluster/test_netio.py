@@ -1,5 +1,6 @@
-"""The socket helpers over a real loopback TCP connection: bulk data is received with a
-raised low-water mark (SO_RCVLOWAT), which must never hold back bytes that are all there."""
+"""The socket helpers over a real loopback TCP connection: blocking sockets whose waits the
+kernel bounds (`configure`), and bulk data received in one call that waits for all of it
+(MSG_WAITALL), which must neither stall on bytes that trickle in nor swallow what follows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from crailpy.netio import LOWAT, SocketReader
+from crailpy.netio import SocketReader, configure, send_all
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     listener = socket.create_server(("127.0.0.1", 0))
     sender = socket.create_connection(listener.getsockname())
     receiver, _ = listener.accept()
-    receiver.settimeout(5.0)  # a stall fails the test instead of hanging it
+    configure(receiver, 5.0, 5.0)  # a stall fails the test instead of hanging it
     listener.close()
     yield sender, receiver
     sender.close()
@@ -35,17 +36,42 @@ def _send_later(sock: socket.socket, pieces: list[bytes], pause: float) -> threa
     return thread
 
 
-@pytest.mark.parametrize("length", [3 * LOWAT + 12345, LOWAT + 1, 300 * 1024])
+@pytest.mark.parametrize("length", [3 * 512 * 1024 + 12345, 512 * 1024 + 1, 300 * 1024])
 def test_bulk_data_then_a_small_header_arrive_without_a_stall(pair, length: int) -> None:
     sender, receiver = pair
     body = bytes(range(256)) * (length // 256) + b"x" * (length % 256)
-    # The body trickles in, and its last piece is smaller than the mark; then a header.
-    cut = [0, 1000, LOWAT // 3, length - 7000, length]
+    # The body trickles in, its last piece small; then a header.
+    cut = [0, 1000, length // 3, length - 7000, length]
     pieces = [body[a:b] for a, b in zip(cut, cut[1:]) if b > a] + [b"HDR"]
     thread = _send_later(sender, pieces, pause=0.05)
     reader = SocketReader(receiver, spin=0.0001)
     dest = bytearray(length)
+    started = time.monotonic()
     reader.readinto(memoryview(dest))
-    assert bytes(reader.read_exact(3)) == b"HDR"  # the mark is back down: 3 bytes wake us
+    assert bytes(reader.read_exact(3)) == b"HDR"
+    assert dest == body
+    assert time.monotonic() - started < 4  # no wait ran into the 5 s timeout
+    thread.join()
+
+
+def test_a_silent_peer_times_out_and_a_slow_one_does_not(pair) -> None:
+    sender, receiver = pair
+    configure(receiver, 5.0, 0.3)
+    reader = SocketReader(receiver)
+    with pytest.raises(TimeoutError):
+        reader.read_exact(1, spin=False)
+    # A body that keeps coming, slower than the timeout in all but each piece, is received.
+    body = b"z" * 400_000
+    thread = _send_later(sender, [body[i : i + 100_000] for i in range(0, len(body), 100_000)],
+                         pause=0.2)
+    dest = bytearray(len(body))
+    reader.readinto(memoryview(dest))
     assert dest == body
     thread.join()
+
+
+def test_a_send_nobody_takes_times_out(pair) -> None:
+    sender, receiver = pair
+    configure(sender, 0.3, send_buffer=64 * 1024)
+    with pytest.raises(TimeoutError):
+        send_all(sender, [bytes(64 << 20)])  # far more than both socket buffers hold
