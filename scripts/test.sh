@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 source scripts/system-packages.sh
-ensure_system_packages redis-server javac
+ensure_system_packages redis-server javac modprobe  # modprobe: the nvmf tests ask for nvmet
 ensure_libraries  # before the install: the native RDMA library builds against them
 ensure_venv
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -e '.[test]'

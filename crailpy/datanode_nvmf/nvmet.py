@@ -27,10 +27,19 @@ OURS = range(0xCA00, 0xCB00)  # ids of the nvmet ports crailpy makes, and may re
 IN_CAPSULE = 128 << 10
 
 
+def load_modules(*names: str) -> None:
+    """Ask for kernel modules; where they or modprobe are missing, the caller's check of
+    what they provide says so."""
+    try:
+        subprocess.run(["modprobe", "-q", *names], capture_output=True)
+    except FileNotFoundError:
+        pass
+
+
 def available() -> str | None:
     """Why the kernel target cannot be used here, or None."""
     if not NVMET.exists():
-        subprocess.run(["modprobe", "-q", "nvmet", "nvmet_tcp"], capture_output=True)
+        load_modules("nvmet", "nvmet_tcp")
         if not CONFIGFS.is_mount():
             subprocess.run(["mount", "-t", "configfs", "none", str(CONFIGFS)], capture_output=True)
     return None if NVMET.exists() else "no kernel NVMe target (nvmet; needs root)"
@@ -96,7 +105,7 @@ class KernelInitiator:
 
     def __init__(self, nqn: str, host: str, port: int, timeout: float = 30.0) -> None:
         if not FABRICS.exists():
-            subprocess.run(["modprobe", "-q", "nvme_tcp"], capture_output=True)
+            load_modules("nvme_tcp")
         if not FABRICS.exists():
             raise CrailError("no kernel NVMe/TCP initiator (nvme_tcp; needs root)")
         FABRICS.write_text(f"transport=tcp,traddr={host},trsvcid={port},nqn={nqn}")

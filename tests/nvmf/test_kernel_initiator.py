@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +26,7 @@ def _unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
     if not nvmet.FABRICS.exists():
-        subprocess.run(["modprobe", "-q", "nvme_tcp"], capture_output=True)
+        nvmet.load_modules("nvme_tcp")
     return None if nvmet.FABRICS.exists() else "no kernel NVMe/TCP initiator (nvme_tcp)"
 
 
