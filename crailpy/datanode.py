@@ -275,13 +275,12 @@ class Datanode:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.server.stop()
-        if self._namenode is not None:
-            self._namenode.close()
-        if self.rdma is not None:  # before the pool goes: the device must stop reaching into it
-            self.rdma.close()
-        self.keys.close()
-        if self.store is not None:
-            self.store.close()
+        # In this order, each step taken even if one before it fails: no request is served
+        # after the first, and the device stops reaching into the pool before the pool goes.
+        parts = (self._namenode, self.rdma, self.keys, self.store)
+        steps = [self.server.stop, *(part.close for part in parts if part is not None)]
         if self.export is not None:
-            self.export.remove()
+            steps.append(self.export.remove)
+        with contextlib.ExitStack() as stack:  # it runs its callbacks last first
+            for step in reversed(steps):
+                stack.callback(step)

@@ -17,6 +17,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from typing import Any, Callable, Protocol, Sequence
 
 from crailpy.errors import CrailError, ProtocolError, Status
@@ -90,7 +91,7 @@ class Server:
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=512)
         self.host, self.port = self.listener.getsockname()[:2]
         self._sessions = itertools.count(1)
-        self._conns: set[socket.socket] = set()
+        self._conns: dict[socket.socket, threading.Thread] = {}  # each with its thread
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,27 +111,35 @@ class Server:
                     return
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            thread = threading.Thread(target=self._serve, args=(sock,), daemon=True,
+                                      name=f"{self.name}-conn")
             with self._lock:
-                self._conns.add(sock)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True,
-                             name=f"{self.name}-conn").start()
+                self._conns[sock] = thread
+            thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and wait, up to `timeout` seconds, for their threads to
+        leave: when it returns, no handler is in the middle of a request, so what they
+        serve (a datanode's pool) may go."""
         self._stopped.set()
         try:
             self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.listener.close()
+        deadline = time.monotonic() + timeout
+        if self._thread:
+            self._thread.join(timeout)  # no connection comes after it
         with self._lock:
-            conns = list(self._conns)
+            conns = dict(self._conns)
         for sock in conns:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        if self._thread:
-            self._thread.join(timeout=5)
+        for thread in conns.values():
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _serve(self, sock: socket.socket) -> None:
         conn = Connection(sock, next(self._sessions), self.spin, self.bulk, self.send_buffer)
@@ -149,7 +158,7 @@ class Server:
             log.debug("connection ended: %s", exc)
         finally:
             with self._lock:
-                self._conns.discard(sock)
+                self._conns.pop(sock, None)
             sock.close()
             self.handler.disconnected(conn)
 

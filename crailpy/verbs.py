@@ -47,22 +47,52 @@ def _check(result: Any, err: Any, failed: Any) -> Any:
 class MemoryRegion:
     """A registered buffer. It keeps the buffer's export alive until `close()`."""
 
-    def __init__(self, handle: Any, buffer: Any) -> None:
+    def __init__(self, handle: Any, pinned: Any, length: int) -> None:
         self._handle = handle
-        self._buffer = buffer  # the cdata from ffi.from_buffer: the memory stays put
+        self._pinned = pinned  # the cdata from ffi.from_buffer: the memory stays put
         self.address = int(lib.crail_mr_addr(handle))
         self.lkey = int(lib.crail_mr_lkey(handle))
         self.rkey = int(lib.crail_mr_rkey(handle))
-        self.length = len(buffer)
+        self.length = length
 
     def close(self) -> None:
         if self._handle is not None:
             lib.crail_deregister(self._handle)
-            self._handle = self._buffer = None
+            ffi.release(self._pinned)
+            self._handle = self._pinned = None
 
 
-def _from_buffer(buffer: Any, writable: bool) -> Any:
-    return ffi.from_buffer("char[]", buffer, require_writable=writable)
+def _pin(buffer: Any, writable: bool) -> tuple[Any, Any, int]:
+    """cffi's view of `buffer` for a registration: (the view that keeps its memory
+    exported, a pointer to its first byte, its length).
+
+    A memoryview is looked through to the object it views. A cffi view of a memoryview
+    must never be freed by the cycle collector: CPython 3.11's memoryview lets go of its
+    memory when cleared with exports still open, and freeing the view then reads a NULL
+    pointer. A datanode or connection dropped without `close()` is cyclic garbage. The
+    objects memoryviews stand on (bytearray, mmap, numpy arrays) have no such clear.
+    """
+    view = ffi.from_buffer("char[]", buffer, require_writable=writable)
+    if not isinstance(buffer, memoryview):
+        return view, view, len(view)
+    try:
+        whole = ffi.from_buffer("char[]", buffer.obj, require_writable=writable)
+    except (TypeError, ValueError, BufferError):  # no object, or not viewable whole
+        return view, view, len(view)
+    start = ffi.cast("char *", view) - ffi.cast("char *", whole)
+    length = len(view)
+    ffi.release(view)
+    if not 0 <= start <= len(whole) - length:
+        ffi.release(whole)
+        raise ValueError("a memoryview that lies outside the object it views")
+    return whole, whole + start, length
+
+
+def _region(handle: Any, err: Any, pinned: Any, length: int) -> MemoryRegion:
+    if handle == ffi.NULL:
+        ffi.release(pinned)
+        raise RdmaError(ffi.string(err).decode(errors="replace"))
+    return MemoryRegion(handle, pinned, length)
 
 
 class Listener:
@@ -85,9 +115,9 @@ class Listener:
 
     def register(self, buffer: Any) -> MemoryRegion:
         err = ffi.new("char[]", _ERRLEN)
-        view = _from_buffer(buffer, writable=True)
-        handle = lib.crail_listener_register(self._handle, view, len(view), err, _ERRLEN)
-        return MemoryRegion(_check(handle, err, ffi.NULL), view)
+        pinned, start, length = _pin(buffer, writable=True)
+        handle = lib.crail_listener_register(self._handle, start, length, err, _ERRLEN)
+        return _region(handle, err, pinned, length)
 
     def start(self) -> "Listener":
         self._thread = threading.Thread(target=self._serve, name="rdma-listener", daemon=True)
@@ -129,9 +159,9 @@ class Connection:
 
     def register(self, buffer: Any, writable: bool) -> MemoryRegion:
         err = ffi.new("char[]", _ERRLEN)
-        view = _from_buffer(buffer, writable)
-        handle = lib.crail_register(self._handle, view, len(view), int(writable), err, _ERRLEN)
-        return MemoryRegion(_check(handle, err, ffi.NULL), view)
+        pinned, start, length = _pin(buffer, writable)
+        handle = lib.crail_register(self._handle, start, length, int(writable), err, _ERRLEN)
+        return _region(handle, err, pinned, length)
 
     def ops(self, size: int) -> Any:
         """Room for `size` work requests (`crail_op`), filled in place and given to `post_poll`."""

@@ -11,12 +11,15 @@ the same mapping (`memory`), registered whole.
 
 from __future__ import annotations
 
+import logging
 import mmap
 
 from crailpy.netio import SocketReader
 from crailpy.protocol import frames
 from crailpy.protocol.messages import Data
 from crailpy.serving import Connection
+
+log = logging.getLogger(__name__)
 
 
 class MemoryStore:
@@ -34,4 +37,10 @@ class MemoryStore:
 
     def close(self) -> None:
         self._view.release()
-        self.memory.close()
+        try:
+            self.memory.close()
+        except BufferError:
+            # A view of it is still alive (a connection not yet gone, a frame in a
+            # traceback): the mapping goes with the last of them; unmapping it now
+            # would leave them pointing at nothing.
+            log.debug("the pool is unmapped when its last view goes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -42,9 +43,11 @@ class Cluster:
         return crailpy.connect(self.address, self.config.override("client", **client))
 
     def stop(self) -> None:
-        for node in self.datanodes:
-            node.stop()
-        self.namenode.stop()
+        """Stop every part, even after one fails to: a part left running leaks its threads
+        and memory into the tests that follow."""
+        with contextlib.ExitStack() as stack:  # it runs its callbacks last first
+            for part in reversed([*self.datanodes, self.namenode]):
+                stack.callback(part.stop)
 
 
 def start_cluster(tmp_path: Path, dram: int = 2, flash: int = 1, dram_capacity: int = 8 << 20,

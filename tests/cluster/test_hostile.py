@@ -7,6 +7,7 @@ import os
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -17,7 +18,7 @@ from crailpy.netio import SocketReader
 from crailpy.protocol import frames, wire
 from crailpy.protocol import messages as m
 from tests import testbed
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import BLOCK, Cluster
 
 
 def raw_socket(address: str) -> socket.socket:
@@ -150,6 +151,20 @@ def test_datanode_refuses_out_of_range_and_stale_ids(cluster: Cluster, store: cr
     assert (header.status, header.request_id) == (Status.OK, 5)
     assert node.store.memory[:5] == b"hello"
     still_serves(store)
+
+
+@testbed.not_over_nvmf("an nvmf datanode serves no data over TCP")
+def test_a_datanode_stops_cleanly_under_a_stalled_write(cluster: Cluster) -> None:
+    node = cluster.datanodes[0]
+    sock = raw_socket(datanode_address(cluster))
+    sock.sendall(frames.encode_request(m.Write(node.id, 0, node.keys.all()[0].key), 1, BLOCK)
+                 + b"z" * 1000)  # and the rest never comes: its thread waits in the pool
+    time.sleep(0.2 * testbed.SLOW)
+    [serving] = node.server._conns.values()
+    node.stop()  # without waiting for that thread, the pool could not be unmapped
+    assert not serving.is_alive()
+    assert node.store.memory.closed
+    assert closed(sock)
 
 
 def test_unregistered_datanode_serves_nobody(cluster: Cluster) -> None:
