@@ -88,22 +88,36 @@ class Channel:
 
     def submit(self, msg: Any, data: Sequence[Buffer] = (), into: memoryview | None = None) -> Pending:
         """Send `msg` (followed by `data`); the answer is read when someone waits for it."""
+        length = sum([len(d) for d in data]) if data else 0
+        pending, head = self._register(msg, length, into)
+        self._send([head, *data] if data else [head])
+        return pending
+
+    def submit_many(self, msgs: Sequence[Any]) -> list[Pending]:
+        """Send requests without data in one system call (a pipeline's batch)."""
+        registered = [self._register(msg, 0, None) for msg in msgs]
+        self._send([head for _, head in registered])
+        return [pending for pending, _ in registered]
+
+    def _register(self, msg: Any, length: int, into: memoryview | None) -> tuple[Pending, bytes]:
+        """A request's `Pending`, awaited from now on, and its header and body."""
         if self.broken is not None:
             raise self.broken
         request_id = next(self._ids)
         opcode = OPCODES[type(msg)]
-        length = sum(len(d) for d in data)
         pending = Pending(self, request_id, opcode, OPERATIONS[opcode][1], into,
                           length + (len(into) if into is not None else 0) >= BULK)
         head = frames.encode_request(msg, request_id, length)
         self._pending[request_id] = pending
+        return pending, head
+
+    def _send(self, buffers: list[Buffer]) -> None:
         try:
             with self._send_lock:
-                send_all(self.sock, [head, *data])
+                send_all(self.sock, buffers)
         except OSError as exc:
             self._break(exc)
             raise self.broken from None
-        return pending
 
     def call(self, msg: Any, data: Sequence[Buffer] = (), into: memoryview | None = None) -> Any:
         return self.submit(msg, data, into).result()
@@ -126,7 +140,7 @@ class Channel:
     def _receive_one(self, spin: bool) -> None:
         header = frames.decode_header(self.reader.read_exact(frames.HEADER_SIZE, spin))
         pending = self._pending.pop(header.request_id, None)
-        if pending is None or not header.is_response or header.opcode != pending.opcode:
+        if pending is None or not header.flags & frames.RESPONSE or header.opcode != pending.opcode:
             raise ProtocolError(f"{self.peer} sent a frame that answers no request of ours "
                                 f"(id {header.request_id}, opcode {header.opcode})")
         cls = Error if header.status else pending.response_cls

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import itertools
 import sys
 import threading
 import time
@@ -41,6 +42,9 @@ class FileStatus(NamedTuple):
     mtime_ns: int
     id: int
     block_size: int
+
+
+_TYPE_NAMES = {t: t.name.lower() for t in NodeType}  # FileStatus.type of each NodeType
 
 
 class ClassUsage(NamedTuple):
@@ -110,6 +114,9 @@ class Store:
                     time.sleep(0.02)
 
     def _channel(self) -> Channel:
+        channel = self._namenode
+        if channel is not None and channel.broken is None:
+            return channel  # the common case, without the lock
         with self._lock:
             if self._namenode is None or self._namenode.broken is not None:
                 self._namenode = Channel.for_client(self._host_port, self.config.client,
@@ -345,10 +352,19 @@ class Store:
                     raise
                 out.append(exc)
 
-        for request in requests:
-            window.append(channel.submit(request))
-            if len(window) >= inflight:
+        # Requests leave in batches of up to half the window, each in one system call, and
+        # the replies of the older half are read meanwhile.
+        batch_size = max(1, inflight // 2)
+        batch: builtins.list[Any] = []
+        for request in itertools.chain(requests, [None]):
+            if request is not None:
+                batch.append(request)
+                if len(batch) < batch_size:
+                    continue
+            while window and len(window) + len(batch) > inflight:
                 settle(window.popleft())
+            window.extend(channel.submit_many(batch))
+            batch = []
         while window:
             settle(window.popleft())
         return out
@@ -439,7 +455,7 @@ class Store:
     def _status(self, path: str, info: m.NodeInfo) -> FileStatus:
         names = self._classes()
         cls = names[info.storage_class] if info.storage_class < len(names) else str(info.storage_class)
-        return FileStatus(path, NodeType(info.type).name.lower(), info.size, cls,
+        return FileStatus(path, _TYPE_NAMES.get(info.type) or str(info.type), info.size, cls,
                           info.location_class, info.mtime_ns, info.id, info.block_size)
 
     def block_locations(self, path: str) -> builtins.list[BlockLocation]:

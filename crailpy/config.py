@@ -38,6 +38,7 @@ class NamenodeConfig(NamedTuple):
     heartbeat_interval: float = 1.0
     dead_after: float = 5.0
     spin_us: int = 50
+    spin_max_us: int = 1000
     inline_max: int = 4 << 10
     inline_capacity: int = 128 << 20
 

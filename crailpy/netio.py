@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
 import time
 from typing import Sequence
 
@@ -57,16 +58,26 @@ class SocketReader:
 
     Spinning trades CPU for latency: on these VMs a thread that sleeps in
     recv() takes tens of microseconds to wake up, more than a whole loopback
-    round trip costs. A reader that is not `greedy` receives exactly what it is
-    asked for, so that bulk data after a header goes straight to its destination
-    instead of through the buffer (one more system call per message, one copy
-    less per block).
+    round trip costs. With `spin_max` above `spin` the window adapts as the
+    kernel's haltpoll governor does: a sleep that a window of `spin_max` would
+    have covered doubles it, a longer one halves it. A peer that sends every few
+    hundred microseconds is then met by a poll, one that sends rarely costs no
+    more CPU than before. A reader that is not `greedy` receives exactly what it
+    is asked for, so that bulk data after a header goes straight to its
+    destination instead of through the buffer (one more system call per message,
+    one copy less per block). Readers that share a `spinner` lock poll one at a
+    time: a server's threads share one interpreter lock, so a second poller would
+    only take it from the first; the others sleep until data comes.
     """
 
     def __init__(self, sock: socket.socket, size: int = 256 * 1024, spin: float = 0.0,
-                 greedy: bool = True) -> None:
+                 greedy: bool = True, spin_max: float = 0.0,
+                 spinner: threading.Lock | None = None) -> None:
         self.sock = sock
         self.spin = spin
+        self.spin_min = spin
+        self.spin_max = max(spin, spin_max)
+        self.spinner = spinner  # held while polling, shared by readers that poll in turn
         self.greedy = greedy
         self._buf = bytearray(size)
         self._view = memoryview(self._buf)
@@ -118,18 +129,28 @@ class SocketReader:
             pos += got
 
     def _recv_into(self, view: memoryview, spin: bool = True, flags: int = 0) -> int:
-        if spin and self.spin:
+        spin = spin and self.spin > 0 and (self.spinner is None or self.spinner.acquire(False))
+        if spin:
             deadline = time.perf_counter() + self.spin
-            while True:
-                try:
-                    return self.sock.recv_into(view, 0, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    if time.perf_counter() > deadline:
-                        break
+            try:
+                while True:
+                    try:
+                        return self.sock.recv_into(view, 0, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        if time.perf_counter() > deadline:
+                            break
+            finally:
+                if self.spinner is not None:
+                    self.spinner.release()
         try:
-            return self.sock.recv_into(view, 0, flags)
+            got = self.sock.recv_into(view, 0, flags)
         except BlockingIOError:
             raise TimeoutError("the peer sent nothing in time") from None
+        if spin and self.spin_max > self.spin_min:
+            slept = time.perf_counter() - deadline
+            self.spin = min(self.spin * 2, self.spin_max) if self.spin + slept <= self.spin_max \
+                else max(self.spin / 2, self.spin_min)
+        return got
 
     def skip(self, n: int) -> None:
         """Consume and drop `n` bytes (the data of a request that was refused)."""
@@ -141,17 +162,27 @@ class SocketReader:
 
 def send_all(sock: socket.socket, buffers: Sequence[Buffer]) -> None:
     """Send every byte of `buffers`, in order, without joining them."""
-    views = [memoryview(b).cast("B") for b in buffers if len(b)]
-    while views:
+    while buffers:
         try:
-            sent = sock.sendmsg(views[:512])
+            sent = sock.sendmsg(buffers[:IOV_MAX])
         except BlockingIOError:
             raise TimeoutError("the peer does not take the data") from None
+        if len(buffers) <= IOV_MAX and sent == sum([_nbytes(b) for b in buffers]):
+            return  # the usual case: all of it at once
+        views = [memoryview(b).cast("B") for b in buffers if len(b)]
         while views and sent >= len(views[0]):
             sent -= len(views[0])
             views.pop(0)
         if sent:
             views[0] = views[0][sent:]
+        buffers = views
+
+
+IOV_MAX = 512  # buffers per sendmsg (Linux takes up to 1024)
+
+
+def _nbytes(b: Buffer) -> int:
+    return len(b) if type(b) is bytes or type(b) is bytearray else memoryview(b).nbytes
 
 
 def send_file(sock: socket.socket, fd: int, offset: int, length: int) -> None:

@@ -34,11 +34,13 @@ class Connection:
     """One client connection as a handler sees it: its reader and its reply queue."""
 
     def __init__(self, sock: socket.socket, session: int, spin: float, bulk: bool,
-                 send_buffer: int = 0) -> None:
+                 send_buffer: int = 0, spin_max: float = 0.0,
+                 spinner: threading.Lock | None = None) -> None:
         self.sock = sock
         self.session = session
         configure(sock, SEND_TIMEOUT, send_buffer=send_buffer)  # a receive waits as long as it must
-        self.reader = SocketReader(sock, spin=spin, greedy=not bulk)
+        self.reader = SocketReader(sock, spin=spin, greedy=not bulk, spin_max=spin_max,
+                                   spinner=spinner)
         self.moved = 0  # data bytes of the last request and its reply (see netio.BULK)
         self._out: list[Buffer] = []
 
@@ -80,14 +82,17 @@ class Server:
     """Listens on `address` and serves each connection with `handler` in its own thread."""
 
     def __init__(self, host: str, port: int, handler: Handler, name: str,
-                 spin: float = 0.0, bulk: bool = False, send_buffer: int = 0) -> None:
-        """`bulk`: requests carry data, which should go straight to where it belongs;
-        `send_buffer`: see `netio.configure`."""
+                 spin: float = 0.0, bulk: bool = False, send_buffer: int = 0,
+                 spin_max: float = 0.0) -> None:
+        """`spin`, `spin_max`: see `netio.SocketReader`; `bulk`: requests carry data,
+        which should go straight to where it belongs; `send_buffer`: see `netio.configure`."""
         self.handler = handler
         self.name = name
         self.spin = spin
         self.bulk = bulk
         self.send_buffer = send_buffer
+        self.spin_max = spin_max
+        self._spinner = threading.Lock()  # one connection polls at a time (netio.SocketReader)
         self.listener = socket.create_server((host, port), reuse_port=False, backlog=512)
         self.host, self.port = self.listener.getsockname()[:2]
         self._sessions = itertools.count(1)
@@ -142,7 +147,8 @@ class Server:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def _serve(self, sock: socket.socket) -> None:
-        conn = Connection(sock, next(self._sessions), self.spin, self.bulk, self.send_buffer)
+        conn = Connection(sock, next(self._sessions), self.spin, self.bulk, self.send_buffer,
+                          self.spin_max, self._spinner)
         try:
             serve_connection(conn, self.handler.handle)
         except ConnectionAbortedError:
@@ -184,11 +190,11 @@ def _serve_frame(conn: Connection,
         # Nothing after a bad header can be trusted: answer once, then hang up.
         conn.reply_error(frames.Header(*frames.HEADER.unpack(raw)[1:]), exc.status, str(exc))
         return False
-    if header.is_response:
+    if header.flags & frames.RESPONSE:
         reader.skip(header.length)
         conn.reply_error(header, Status.PROTOCOL, "a response frame was sent to a server")
         return True
-    cls = frames.message_class(header)
+    cls = frames.REQUESTS.get(header.opcode)
     if cls is None:
         reader.skip(header.length)
         conn.reply_error(header, Status.UNKNOWN_OP, f"unknown request opcode {header.opcode}")

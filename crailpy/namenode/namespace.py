@@ -55,6 +55,9 @@ def split_path(path: str) -> list[str]:
     """The components of an absolute path; empty components (`//`, a trailing `/`) are dropped."""
     if not path.startswith("/"):
         raise InvalidArgument(f"path must be absolute: {path!r}")
+    if len(path) * 4 <= MAX_NAME and "/." not in path and "\x00" not in path:
+        # The usual path: no '.' or '..' component, no NUL, and too short to be too long.
+        return [n for n in path.split("/") if n]
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH:
         raise InvalidArgument(f"path is longer than {MAX_PATH} bytes")
     names = [n for n in path.split("/") if n]

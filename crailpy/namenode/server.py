@@ -52,7 +52,7 @@ class Namenode:
                                        nn.heartbeat_interval, nn.inline_max, nn.inline_capacity)
         host, port = parse_address(nn.address)
         self.server = Server(host, port, NamenodeHandler(self.service), "namenode",
-                             nn.spin_us / 1e6)
+                             nn.spin_us / 1e6, spin_max=nn.spin_max_us / 1e6)
         self.address = f"{self.server.host}:{self.server.port}"
         self._stopped = threading.Event()
 

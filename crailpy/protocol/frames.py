@@ -27,6 +27,9 @@ MAX_BODY = 1 << 20  # bytes of a message body, data excluded
 MAX_DATA = 64 << 20  # bytes of data in one READ or WRITE frame
 
 
+_new = tuple.__new__  # a named tuple from a tuple, without its __new__'s Python frame
+
+
 class Header(NamedTuple):
     version: int
     opcode: int
@@ -42,14 +45,17 @@ class Header(NamedTuple):
 
 def decode_header(raw: bytes | bytearray | memoryview) -> Header:
     """Parse and check a header; raise before anything is allocated for a bad one."""
-    magic, version, opcode, flags, status, request_id, length = HEADER.unpack(raw)
+    magic, version, _, _, _, _, length = fields = HEADER.unpack(raw)
     if magic != MAGIC:
         raise ProtocolError(f"bad magic 0x{magic:04x}")
     if version != VERSION:
         raise VersionMismatch(f"peer speaks protocol version {version}; this side speaks {VERSION}")
     if length > MAX_BODY + MAX_DATA:
         raise ProtocolError(f"frame length {length} is over the limit")
-    return Header(version, opcode, flags, status, request_id, length)
+    return _new(Header, fields[1:])
+
+
+REQUESTS = {opcode: pair[0] for opcode, pair in OPERATIONS.items()}  # a server's lookup
 
 
 def message_class(header: Header) -> type | None:

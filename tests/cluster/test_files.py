@@ -18,6 +18,7 @@ import pytest
 import crailpy
 from crailpy import errors
 from crailpy.namenode.blocks import UNIT, order_for
+from crailpy.protocol import messages as m
 from tests import testbed
 from tests.cluster.conftest import BLOCK, Cluster, start_cluster
 
@@ -343,6 +344,18 @@ def test_many_at_once(store: crailpy.Store) -> None:
         store.get_many(["/many/k120", "/many/k1"])
     assert sum(c.used for c in store.usage()[0]) == sum(
         space(len(v)) for v in list(items.values())[100:])
+
+
+@pytest.mark.parametrize("inflight", [1, 3, 64])
+def test_pipeline_replies_in_request_order_with_errors_in_place(store: crailpy.Store,
+                                                                 inflight: int) -> None:
+    store.create_table("/pipe")
+    store.put_many({f"/pipe/{i}": bytes([i]) for i in range(0, 100, 2)})
+    replies = store.pipeline((m.Lookup(1, f"/pipe/{i}") for i in range(100)), inflight,
+                             return_exceptions=True)
+    assert [r.data if i % 2 == 0 else type(r) for i, r in enumerate(replies)] == \
+        [bytes([i]) if i % 2 == 0 else errors.NotFound for i in range(100)]
+    assert store.pipeline(iter(()), inflight) == []
 
 
 def test_small_objects_are_held_by_the_namenode(store: crailpy.Store) -> None:

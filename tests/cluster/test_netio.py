@@ -4,6 +4,7 @@ kernel bounds (`configure`), and bulk data received in one call that waits for a
 
 from __future__ import annotations
 
+import array
 import socket
 import threading
 import time
@@ -76,3 +77,66 @@ def test_a_send_nobody_takes_times_out(pair) -> None:
     configure(sender, 0.3, send_buffer=64 * 1024)
     with pytest.raises(TimeoutError):
         send_all(sender, [bytes(64 << 20)])  # far more than both socket buffers hold
+
+
+def test_send_all_delivers_many_buffers_of_any_item_size_in_order(pair) -> None:
+    sender, receiver = pair
+    configure(sender, 5.0, send_buffer=16 * 1024)  # small: sends come back partial
+    words = array.array("i", range(50_000))  # a memoryview whose items are 4 bytes
+    buffers = [bytes([i % 251]) * (i % 97) for i in range(1500)]  # more than one sendmsg takes
+    buffers[700:700] = [memoryview(words), bytearray(b"mid"), b""]
+    expected = b"".join(bytes(memoryview(b)) for b in buffers)
+    got = bytearray()
+
+    def receive() -> None:
+        while len(got) < len(expected):
+            time.sleep(0.001)  # a slow reader
+            got.extend(receiver.recv(8192))
+    thread = threading.Thread(target=receive)
+    thread.start()
+    send_all(sender, buffers)
+    thread.join(timeout=10)
+    assert got == expected
+
+
+def _send_every(sock: socket.socket, pause: float, count: int) -> threading.Thread:
+    return _send_later(sock, [b"x"] * count, pause)
+
+
+def test_a_poll_grows_for_a_peer_that_sends_often_and_shrinks_for_one_that_does_not(pair) -> None:
+    sender, receiver = pair
+    reader = SocketReader(receiver, spin=50e-6, spin_max=20e-3)
+    windows = []
+    thread = _send_every(sender, 0.002, 30)  # each sleep after a 50 us poll is short
+    for _ in range(30):
+        reader.read_exact(1)
+        windows.append(reader.spin)
+    thread.join()
+    # From 50 us doubled after each short sleep until a poll spans the 2 ms between sends
+    # (a hiccup of the machine longer than the ceiling may halve it on the way).
+    assert 1.6e-3 <= max(windows) <= 20e-3 and min(windows) >= 50e-6
+    thread = _send_every(sender, 0.06, 6)  # each sleep is longer than the ceiling
+    for _ in range(6):
+        reader.read_exact(1)
+    thread.join()
+    assert reader.spin < 20e-3 / 8  # halved after each
+    assert reader.spin >= 50e-6
+
+
+def test_readers_that_share_a_spinner_poll_in_turn(pair) -> None:
+    sender, receiver = pair
+    spinner = threading.Lock()
+    reader = SocketReader(receiver, spin=50e-6, spin_max=20e-3, spinner=spinner)
+    with spinner:  # another reader polls: this one sleeps at once, and its window stays
+        thread = _send_every(sender, 0.002, 5)
+        for _ in range(5):
+            assert bytes(reader.read_exact(1)) == b"x"
+        thread.join()
+        assert reader.spin == 50e-6
+    thread = _send_every(sender, 0.002, 10)
+    windows = []
+    for _ in range(10):
+        reader.read_exact(1)
+        windows.append(reader.spin)
+    thread.join()
+    assert max(windows) > 50e-6 and not spinner.locked()  # it polled, and let go after
