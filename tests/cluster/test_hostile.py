@@ -161,7 +161,7 @@ def test_a_datanode_stops_cleanly_under_a_stalled_write(cluster: Cluster) -> Non
                  + b"z" * 1000)  # and the rest never comes: its thread waits in the pool
     time.sleep(0.2 * testbed.SLOW)
     [serving] = node.server._conns.values()
-    node.stop()  # without waiting for that thread, the pool could not be unmapped
+    node.stop()  # it waits for that thread, which holds a view of the pool, then unmaps the pool
     assert not serving.is_alive()
     assert node.store.memory.closed
     assert closed(sock)
