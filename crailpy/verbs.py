@@ -90,9 +90,8 @@ def _pin(buffer: Any, writable: bool) -> tuple[Any, Any, int]:
 
 def _region(handle: Any, err: Any, pinned: Any, length: int) -> MemoryRegion:
     if handle == ffi.NULL:
-        ffi.release(pinned)
-        raise RdmaError(ffi.string(err).decode(errors="replace"))
-    return MemoryRegion(handle, pinned, length)
+        ffi.release(pinned)  # the registration failed: nothing holds the memory
+    return MemoryRegion(_check(handle, err, ffi.NULL), pinned, length)
 
 
 class Listener:
